@@ -1,0 +1,878 @@
+"""Import segmentation data into FiftyOne datasets, and generate a demo dataset.
+
+Three ways to get a dataset whose label masks alc-fiftyone can review:
+
+- :func:`load_voc`: a PASCAL VOC-style folder (``JPEGImages``, ``SegmentationClass`` palette
+  PNGs, optional ``SegmentationObject`` and ``ImageSets/Segmentation/<split>.txt``);
+- :func:`load_image_masks`: any folder of images and a folder of masks paired by file stem;
+- :func:`make_demo_dataset`: generated textured shapes with ground truth and noisy pseudo labels.
+
+Images are referenced in place. Label masks are validated and written as index PNGs under
+``ALC_FIFTYONE_DIR`` (see :mod:`alc_fiftyone.storage`); the source masks are never modified
+(and FiftyOne reads palette PNGs as colours, so they could not be used as they are). Every
+loader validates all samples before adding any: on an error nothing is left behind, neither the
+dataset nor a mask file. (With ``overwrite=True`` the old dataset of that name is deleted
+first, as FiftyOne's own importers do; the files it referenced are left alone, since clones
+may point at them.)
+
+Class names are stored in ``dataset.mask_targets[<field>]`` (with the ignore value as
+``"void"``) and, with the ignore value and the source, in ``dataset.info["alc"]``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from PIL import Image
+
+from . import storage
+from .errors import SampleError
+from .progress import ProgressCallback, track
+
+__all__ = [
+    "IGNORE_INDEX",
+    "VOC_CLASSES",
+    "class_names",
+    "get_alc_info",
+    "ignore_index",
+    "load_image_masks",
+    "load_voc",
+    "make_demo_dataset",
+]
+
+VOC_CLASSES: tuple[str, ...] = (
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
+
+#: The value stored masks use for "ignore" (VOC's void), whatever the source used.
+IGNORE_INDEX = 255
+IGNORE_NAME = "void"
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".gif")
+
+_MIME = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+    "GIF": "image/gif",
+}
+_CHANNELS = {
+    "1": 1,
+    "L": 1,
+    "P": 3,
+    "I": 1,
+    "I;16": 1,
+    "I;16B": 1,
+    "I;16L": 1,
+    "F": 1,
+    "LA": 2,
+    "RGB": 3,
+    "RGBA": 4,
+    "CMYK": 4,
+    "YCbCr": 3,
+}
+_MAX_LISTED = 5
+
+
+# --------------------------------------------------------------------------------------------
+# reading dataset-level information
+# --------------------------------------------------------------------------------------------
+
+
+def get_alc_info(dataset) -> dict:
+    """A copy of ``dataset.info["alc"]`` (empty when the dataset was not made by alc-fiftyone)."""
+    info = (dataset.info or {}).get("alc") or {}
+    return dict(info)
+
+
+def ignore_index(dataset) -> int | None:
+    """The value that means "ignore" in the dataset's label masks, or None when there is none."""
+    value = get_alc_info(dataset).get("ignore_index")
+    return None if value is None else int(value)
+
+
+def class_names(dataset, field: str | None = None) -> dict[int, str]:
+    """``{mask value: class name}`` of a Segmentation field.
+
+    Read from ``dataset.mask_targets[field]`` (the ignore value included, as ``"void"``);
+    when the field has no mask targets, built from ``info["alc"]["classes"]`` (index order) and
+    the recorded ignore value. ``field`` defaults to the recorded label field.
+    """
+    info = get_alc_info(dataset)
+    if field is None:
+        field = info.get("label_field")
+    targets = (dataset.mask_targets or {}).get(field) if field else None
+    if targets:
+        return {int(k): str(v) for k, v in sorted(targets.items(), key=lambda kv: int(kv[0]))}
+    names = {i: str(n) for i, n in enumerate(info.get("classes") or [])}
+    ign = info.get("ignore_index")
+    if names and ign is not None and int(ign) not in names:
+        names[int(ign)] = IGNORE_NAME
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# shared machinery
+# --------------------------------------------------------------------------------------------
+
+
+def _natural_key(text: str) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    """Absolute and normalised, but symbolic links kept: images are referenced where the user
+    put them."""
+    return Path(os.path.abspath(os.path.expanduser(path)))
+
+
+def _key(stem: str) -> str:
+    """A file-name-safe key for the mask files of the sample whose source stem is ``stem``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip(".") or "sample"
+
+
+def _new_dataset(name: str, persistent: bool, overwrite: bool):
+    import fiftyone as fo
+
+    if fo.dataset_exists(name):
+        if not overwrite:
+            raise ValueError(
+                f"a dataset named {name!r} already exists; pass overwrite=True to replace it "
+                "or choose another name"
+            )
+        fo.delete_dataset(name)
+    dataset = fo.Dataset(name)
+    dataset.persistent = bool(persistent)
+    return dataset
+
+
+def _discard(dataset) -> None:
+    """Delete a partly built dataset and every file written for it."""
+    if dataset is None:
+        return
+    folder = None if dataset.deleted else storage.dataset_dir(dataset)
+    try:
+        if not dataset.deleted:
+            dataset.delete()
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class _ImageHeader:
+    width: int
+    height: int
+    metadata: object
+
+
+def _image_header(path: Path, key: str) -> _ImageHeader:
+    """Open an image (header only) and return its size and FiftyOne metadata.
+
+    Grayscale, palette, 16-bit and RGBA images are all accepted: the pixels are read later by
+    :func:`alc_fiftyone.storage.read_image`, which converts them to RGB.
+    """
+    import fiftyone as fo
+
+    if not path.is_file():
+        raise SampleError(key, "image file does not exist", str(path))
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            mode, fmt = im.mode, im.format
+    except Exception as e:  # PIL raises many types for corrupt or non-image files
+        raise SampleError(key, f"cannot read image: {e}", str(path)) from e
+    metadata = fo.ImageMetadata(
+        size_bytes=path.stat().st_size,
+        mime_type=_MIME.get(fmt or "", "image/" + (fmt or "unknown").lower()),
+        width=width,
+        height=height,
+        num_channels=_CHANNELS.get(mode, 3),
+    )
+    return _ImageHeader(width, height, metadata)
+
+
+def _check_size(
+    key: str, image_path: Path, header: _ImageHeader, mask: np.ndarray, field: str
+) -> None:
+    storage.check_size(
+        SimpleNamespace(id=key, filepath=str(image_path)),
+        (header.height, header.width),
+        mask,
+        field,
+    )
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    more = len(items) - _MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _mask_targets(names: Sequence[str], with_ignore: bool) -> dict[int, str]:
+    targets = {i: str(n) for i, n in enumerate(names)}
+    if with_ignore:
+        targets[IGNORE_INDEX] = IGNORE_NAME
+    return targets
+
+
+def _finish(
+    dataset,
+    samples: list,
+    targets: dict[str, dict[int, str]],
+    alc_info: dict,
+    progress: ProgressCallback | None,
+) -> None:
+    if progress is not None:
+        progress(0, 1, "Adding samples")
+    dataset.add_samples(samples, progress=False)
+    dataset.mask_targets = targets
+    dataset.info["alc"] = alc_info
+    dataset.save()
+    if progress is not None:
+        progress(1, 1, "Adding samples")
+
+
+# --------------------------------------------------------------------------------------------
+# PASCAL VOC
+# --------------------------------------------------------------------------------------------
+
+
+def _voc_stems(root: Path, split: str | None) -> list[str]:
+    class_dir = root / "SegmentationClass"
+    if split is None:
+        stems = [p.stem for p in class_dir.iterdir() if p.suffix.lower() == ".png"]
+        return sorted(stems, key=_natural_key)
+    split_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
+    if not split_file.is_file():
+        raise FileNotFoundError(f"split {split!r}: no list file {split_file}")
+    stems: list[str] = []
+    seen: set[str] = set()
+    for line in split_file.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0] not in seen:
+            seen.add(parts[0])
+            stems.append(parts[0])
+    return stems
+
+
+def _voc_image(root: Path, stem: str) -> Path:
+    folder = root / "JPEGImages"
+    for ext in (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG"):
+        path = folder / f"{stem}{ext}"
+        if path.is_file():
+            return path
+    raise SampleError(stem, f"no image {stem}.jpg in {folder} for its mask", str(folder / stem))
+
+
+def _class_list(classes: Sequence[str] | Mapping[int, str]) -> list[str]:
+    if isinstance(classes, Mapping):
+        keys = sorted(int(k) for k in classes)
+        if keys != list(range(len(keys))):
+            raise ValueError(
+                "load_voc: a classes dict must have the keys 0..C-1 (VOC masks hold the class "
+                f"indices), got {keys}"
+            )
+        return [str(classes[k]) if k in classes else str(classes[str(k)]) for k in keys]
+    return [str(c) for c in classes]
+
+
+def load_voc(
+    root: str | os.PathLike,
+    split: str | None = None,
+    name: str | None = None,
+    label_field: str = "ground_truth",
+    instances_field: str = "ground_truth_instances",
+    persistent: bool = False,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    classes: Sequence[str] | Mapping[int, str] | None = None,
+):
+    """Load a PASCAL VOC-style segmentation folder as a FiftyOne dataset.
+
+    ``root`` holds ``JPEGImages/<stem>.jpg`` and ``SegmentationClass/<stem>.png`` (palette or
+    grayscale index PNGs, 255 = void), optionally ``SegmentationObject/<stem>.png`` (instance
+    ids; stored in ``instances_field`` with the void border as 0 = no instance) and
+    ``ImageSets/Segmentation/<split>.txt``. With ``split=None`` every stem with a class mask is
+    loaded.
+
+    Class names: ``classes`` if given (values outside raise a SampleError), else the 21 VOC
+    names when no mask holds a value above 20, else ``class_<i>``.
+
+    Returns the new dataset; name defaults to ``voc-<split or all>``. An existing dataset of
+    that name raises ValueError unless ``overwrite=True``.
+    """
+    root = _absolute(root)
+    class_dir = root / "SegmentationClass"
+    if not (root / "JPEGImages").is_dir() or not class_dir.is_dir():
+        raise FileNotFoundError(
+            f"{root} is not a VOC-style folder: it needs JPEGImages/ and SegmentationClass/"
+        )
+    stems = _voc_stems(root, split)
+    if not stems:
+        what = f"split {split!r}" if split else f"{class_dir}"
+        raise ValueError(f"no samples to load: {what} lists no masks")
+    object_dir = root / "SegmentationObject"
+    has_objects = object_dir.is_dir()
+    names = _class_list(classes) if classes is not None else None
+    if names is not None and not 0 < len(names) <= IGNORE_INDEX:
+        raise ValueError(f"load_voc: between 1 and 255 classes are supported, got {len(names)}")
+    if instances_field == label_field:
+        raise ValueError("label_field and instances_field must differ")
+
+    import fiftyone as fo
+
+    name = name or f"voc-{split or 'all'}"
+    dataset = _new_dataset(name, persistent, overwrite)
+    try:
+        samples = []
+        max_value = -1
+        has_void = False
+        for stem in track(stems, len(stems), progress, "Reading VOC masks"):
+            mask_path = class_dir / f"{stem}.png"
+            if not mask_path.is_file():
+                raise SampleError(
+                    stem, f"listed in split {split!r} but has no class mask", str(mask_path)
+                )
+            image_path = _voc_image(root, stem)
+            header = _image_header(image_path, stem)
+            mask = storage.read_png_array(mask_path, stem)
+            _check_size(stem, image_path, header, mask, label_field)
+            values = np.unique(mask)
+            is_void = values == IGNORE_INDEX
+            has_void = has_void or bool(is_void.any())
+            labels = values[~is_void]
+            if labels.size:
+                max_value = max(max_value, int(labels.max()))
+                if max_value > IGNORE_INDEX - 1 and names is None:
+                    raise SampleError(
+                        stem,
+                        f"class mask holds value {int(labels.max())}: class indices must lie "
+                        f"in 0..{IGNORE_INDEX - 1} ({IGNORE_INDEX} = void)",
+                        str(mask_path),
+                    )
+                if names is not None and labels.max() >= len(names):
+                    bad = [int(v) for v in labels[labels >= len(names)]]
+                    raise SampleError(
+                        stem,
+                        f"class mask holds values {bad} outside the {len(names)} classes "
+                        f"(0..{len(names) - 1}, {IGNORE_INDEX} = void)",
+                        str(mask_path),
+                    )
+            key = _key(stem)
+            fields = {
+                label_field: fo.Segmentation(
+                    mask_path=storage.write_mask(mask.astype(np.uint8), dataset, label_field, key)
+                )
+            }
+            obj_path = object_dir / f"{stem}.png"
+            if has_objects and obj_path.is_file():
+                inst = storage.read_png_array(obj_path, stem)
+                _check_size(stem, image_path, header, inst, instances_field)
+                inst = np.where(inst == IGNORE_INDEX, 0, inst)
+                fields[instances_field] = fo.Segmentation(
+                    mask_path=storage.write_mask(inst, dataset, instances_field, key)
+                )
+            samples.append(fo.Sample(filepath=str(image_path), metadata=header.metadata, **fields))
+        if names is None:
+            if max_value <= len(VOC_CLASSES) - 1:
+                names = list(VOC_CLASSES)
+            else:
+                names = [f"class_{i}" for i in range(max_value + 1)]
+        targets = {label_field: _mask_targets(names, with_ignore=True)}
+        info = {
+            "ignore_index": IGNORE_INDEX,
+            "classes": names,
+            "label_field": label_field,
+            "source": {"kind": "voc", "root": str(root), "split": split},
+        }
+        if has_objects:
+            info["instances_field"] = instances_field
+        _finish(dataset, samples, targets, info, progress)
+    except BaseException:
+        _discard(dataset)
+        raise
+    return dataset
+
+
+# --------------------------------------------------------------------------------------------
+# any folder of images + masks
+# --------------------------------------------------------------------------------------------
+
+
+def _files_by_stem(
+    folder: Path, extensions: Sequence[str], suffix: str, what: str, exclude_suffix: str = ""
+) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in folder.iterdir():
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        if path.suffix.lower() not in extensions:
+            continue
+        stem = path.stem
+        if suffix:
+            if not stem.endswith(suffix):
+                continue
+            stem = stem[: -len(suffix)]
+        elif exclude_suffix and stem.endswith(exclude_suffix):
+            continue
+        if stem in found:
+            raise SampleError(
+                stem,
+                f"two {what} files share the stem {stem!r}: {found[stem].name} and {path.name}",
+                str(path),
+            )
+        found[stem] = path
+    return found
+
+
+def _value_map(classes: Sequence[str] | Mapping[int, str]) -> tuple[list[int], list[str]]:
+    """Source mask values and class names, in stored-index order."""
+    if isinstance(classes, Mapping):
+        pairs = sorted((int(v), str(n)) for v, n in classes.items())
+        values = [v for v, _ in pairs]
+        names = [n for _, n in pairs]
+    elif isinstance(classes, str):
+        raise TypeError("classes must be a list of names or a {value: name} dict, not a str")
+    else:
+        names = [str(n) for n in classes]
+        values = list(range(len(names)))
+    if not 0 < len(names) <= IGNORE_INDEX:
+        raise ValueError(f"between 1 and 255 classes are supported, got {len(names)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"class values must be distinct, got {values}")
+    if values and (min(values) < 0 or max(values) > 65535):
+        raise ValueError(f"class values must lie in 0..65535, got {values}")
+    return values, names
+
+
+def _default_name(images_dir: Path, masks_dir: Path) -> str:
+    if images_dir.parent == masks_dir.parent and images_dir != masks_dir:
+        return images_dir.parent.name or images_dir.name
+    return images_dir.name
+
+
+def load_image_masks(
+    images_dir: str | os.PathLike,
+    masks_dir: str | os.PathLike,
+    classes: Sequence[str] | Mapping[int, str],
+    ignore_index: int | None = None,
+    threshold: float | None = None,
+    name: str | None = None,
+    label_field: str = "ground_truth",
+    mask_suffix: str = "",
+    persistent: bool = False,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    require_masks: bool = True,
+):
+    """Load a folder of images and a folder of masks paired by file stem.
+
+    A mask ``<stem><mask_suffix>.<ext>`` belongs to the image ``<stem>.<ext>`` (png, jpg,
+    jpeg, bmp, tif). Images are referenced in place; masks are validated and written as index
+    PNGs.
+
+    - ``classes``: a list of names (mask value = index) or a ``{mask value: name}`` dict; dict
+      values are remapped to the indices 0..C-1 in increasing value order (ISBI:
+      ``{0: "membrane", 255: "cell"}`` stores 0 and 1).
+    - ``ignore_index``: the source value meaning "ignore" (CamVid: 11); it is stored as 255.
+    - ``threshold``: for binary masks saved with compression noise (Weizmann horses, gray
+      JPEG): source values ``>= threshold`` become 1, the others 0, before the class lookup.
+    - ``require_masks``: when False, images without a mask are added without labels.
+
+    Any mask value that is neither a class nor the ignore value raises a SampleError naming the
+    file and the values, as do size mismatches, colour masks, and masks without an image.
+    """
+    images_dir = _absolute(images_dir)
+    masks_dir = _absolute(masks_dir)
+    for folder, what in ((images_dir, "images"), (masks_dir, "masks")):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{what} folder {folder} does not exist")
+    values, names = _value_map(classes)
+    if ignore_index is not None:
+        ignore_index = int(ignore_index)
+        if ignore_index in values:
+            raise ValueError(f"ignore_index {ignore_index} is also a class value")
+        if not 0 <= ignore_index <= 65535:
+            raise ValueError(f"ignore_index must lie in 0..65535, got {ignore_index}")
+    if threshold is not None and ignore_index is not None:
+        raise ValueError("threshold makes binary masks: it cannot be combined with ignore_index")
+
+    # lookup from source value (after thresholding) to stored index; -1 = not allowed
+    lut = np.full(65536, -1, dtype=np.int32)
+    lut[np.asarray(values, dtype=np.int64)] = np.arange(len(values), dtype=np.int32)
+    if ignore_index is not None:
+        lut[ignore_index] = IGNORE_INDEX
+
+    same = images_dir == masks_dir
+    if same and not mask_suffix:
+        raise ValueError("images and masks share a folder: pass mask_suffix (like '_mask')")
+    images = _files_by_stem(
+        images_dir, IMAGE_EXTENSIONS, "", "image", exclude_suffix=mask_suffix if same else ""
+    )
+    masks = _files_by_stem(masks_dir, MASK_EXTENSIONS, mask_suffix, "mask")
+    orphans = sorted(set(masks) - set(images), key=_natural_key)
+    if orphans:
+        raise SampleError(
+            orphans[0],
+            f"{len(orphans)} mask(s) have no image in {images_dir}: {_listing(orphans)}",
+            str(masks[orphans[0]]),
+        )
+    unlabeled = sorted(set(images) - set(masks), key=_natural_key)
+    if unlabeled and require_masks:
+        raise SampleError(
+            unlabeled[0],
+            f"{len(unlabeled)} image(s) have no mask{' ' + repr(mask_suffix) if mask_suffix else ''}"
+            f" in {masks_dir}: {_listing(unlabeled)} (pass require_masks=False to add them "
+            "without labels)",
+            str(images[unlabeled[0]]),
+        )
+    stems = sorted(images, key=_natural_key)
+    if not stems:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {images_dir}")
+
+    import fiftyone as fo
+
+    name = name or _default_name(images_dir, masks_dir)
+    dataset = _new_dataset(name, persistent, overwrite)
+    try:
+        samples = []
+        for stem in track(stems, len(stems), progress, "Reading masks"):
+            image_path = images[stem]
+            header = _image_header(image_path, stem)
+            fields = {}
+            if stem in masks:
+                mask_path = masks[stem]
+                src = storage.read_png_array(mask_path, stem)
+                _check_size(stem, image_path, header, src, label_field)
+                if threshold is not None:
+                    src = (src >= threshold).astype(np.uint8)
+                stored = lut[src]
+                bad = stored < 0
+                if bad.any():
+                    bad_values = np.unique(src[bad])
+                    allowed = f"classes {values}" + (
+                        f", ignore {ignore_index}" if ignore_index is not None else ""
+                    )
+                    raise SampleError(
+                        stem,
+                        f"mask holds values {_listing([str(int(v)) for v in bad_values])} "
+                        f"({int(bad.sum())} pixels) outside the declared {allowed}",
+                        str(mask_path),
+                    )
+                fields[label_field] = fo.Segmentation(
+                    mask_path=storage.write_mask(
+                        stored.astype(np.uint8), dataset, label_field, _key(stem)
+                    )
+                )
+            samples.append(fo.Sample(filepath=str(image_path), metadata=header.metadata, **fields))
+        targets = {label_field: _mask_targets(names, with_ignore=ignore_index is not None)}
+        info = {
+            "ignore_index": IGNORE_INDEX if ignore_index is not None else None,
+            "classes": names,
+            "label_field": label_field,
+            "source": {
+                "kind": "image_masks",
+                "images_dir": str(images_dir),
+                "masks_dir": str(masks_dir),
+                "mask_suffix": mask_suffix,
+                "class_values": values,
+                "ignore_value": ignore_index,
+                "threshold": threshold,
+            },
+        }
+        _finish(dataset, samples, targets, info, progress)
+    except BaseException:
+        _discard(dataset)
+        raise
+    return dataset
+
+
+# --------------------------------------------------------------------------------------------
+# generated demo data
+# --------------------------------------------------------------------------------------------
+
+DEMO_CLASSES: tuple[str, ...] = (
+    "background",
+    "disc",
+    "square",
+    "triangle",
+    "ring",
+    "diamond",
+    "cross",
+    "star",
+    "hexagon",
+)
+
+
+def _demo_names(num_classes: int) -> list[str]:
+    return [DEMO_CLASSES[i] if i < len(DEMO_CLASSES) else f"class_{i}" for i in range(num_classes)]
+
+
+def _smooth_noise(
+    rng: np.random.Generator, h: int, w: int, cell: int, channels: int = 1
+) -> np.ndarray:
+    """Low-frequency noise in [0, 1], (h, w, channels): a coarse random grid, bilinear."""
+    gh, gw = max(2, h // cell + 2), max(2, w // cell + 2)
+    grid = rng.random((gh, gw, channels))
+    ys = np.linspace(0, gh - 1.001, h)
+    xs = np.linspace(0, gw - 1.001, w)
+    y0, x0 = ys.astype(int), xs.astype(int)
+    fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    a = grid[y0][:, x0]
+    b = grid[y0][:, x0 + 1]
+    c = grid[y0 + 1][:, x0]
+    d = grid[y0 + 1][:, x0 + 1]
+    return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy
+
+
+def _class_style(k: int) -> tuple[np.ndarray, int, float, float]:
+    """Fixed colour, texture kind, angle and period of class k (the same in every image)."""
+    rng = np.random.default_rng(10_007 * (k + 1))
+    hue = (k * 0.381966) % 1.0  # golden-ratio hues: well separated colours
+    h6 = hue * 6.0
+    x = 1 - abs(h6 % 2 - 1)
+    rgb = [(1, x, 0), (x, 1, 0), (0, 1, x), (0, x, 1), (x, 0, 1), (1, 0, x)][int(h6) % 6]
+    colour = 60 + 170 * np.asarray(rgb, dtype=np.float64)
+    kind = (k - 1) % 4
+    angle = float(rng.uniform(0, np.pi))
+    period = float(rng.uniform(5, 11))
+    return colour, kind, angle, period
+
+
+def _polygon_mask(h: int, w: int, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    from skimage.draw import polygon
+
+    out = np.zeros((h, w), dtype=bool)
+    rr, cc = polygon(ys, xs, shape=(h, w))
+    out[rr, cc] = True
+    return out
+
+
+def _regular(cx, cy, r, n, rot, inner=None):
+    """Vertices of a regular n-gon (or a star when ``inner`` is a radius ratio)."""
+    if inner is None:
+        t = rot + np.arange(n) * 2 * np.pi / n
+        return cx + r * np.cos(t), cy + r * np.sin(t)
+    t = rot + np.arange(2 * n) * np.pi / n
+    radius = np.where(np.arange(2 * n) % 2 == 0, r, r * inner)
+    return cx + radius * np.cos(t), cy + radius * np.sin(t)
+
+
+def _shape_mask(
+    k: int,
+    h: int,
+    w: int,
+    yy: np.ndarray,
+    xx: np.ndarray,
+    cx: float,
+    cy: float,
+    r: float,
+    rot: float,
+    aspect: float,
+) -> np.ndarray:
+    shape = (k - 1) % (len(DEMO_CLASSES) - 1) + 1
+    cos, sin = np.cos(rot), np.sin(rot)
+    u = (xx - cx) * cos + (yy - cy) * sin
+    v = -(xx - cx) * sin + (yy - cy) * cos
+    if shape == 1:  # disc (an ellipse)
+        return (u / r) ** 2 + (v / (r * aspect)) ** 2 <= 1.0
+    if shape == 2:  # square (a rotated rectangle)
+        return (np.abs(u) <= r * 0.85) & (np.abs(v) <= r * 0.85 * aspect)
+    if shape == 3:
+        return _polygon_mask(h, w, *_regular(cx, cy, r * 1.1, 3, rot))
+    if shape == 4:  # ring
+        d = (u / r) ** 2 + (v / (r * aspect)) ** 2
+        return (d <= 1.0) & (d >= 0.35)
+    if shape == 5:  # diamond
+        return np.abs(u) / r + np.abs(v) / (r * aspect) <= 1.0
+    if shape == 6:  # cross
+        arm = r * 0.33
+        return ((np.abs(u) <= r) & (np.abs(v) <= arm)) | ((np.abs(v) <= r) & (np.abs(u) <= arm))
+    if shape == 7:
+        return _polygon_mask(h, w, *_regular(cx, cy, r * 1.15, 5, rot, inner=0.45))
+    return _polygon_mask(h, w, *_regular(cx, cy, r, 6, rot))
+
+
+def _texture(k: int, rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float fill of class k: its colour modulated by its texture kind."""
+    colour, kind, angle, period = _class_style(k)
+    h, w = yy.shape
+    t = xx * np.cos(angle) + yy * np.sin(angle)
+    phase = rng.uniform(0, 2 * np.pi)
+    if kind == 0:  # stripes
+        mod = 0.5 + 0.5 * np.sin(2 * np.pi * t / period + phase)
+    elif kind == 1:  # fine noise
+        mod = rng.random((h, w))
+    elif kind == 2:  # gradient
+        mod = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
+    else:  # checker
+        mod = ((np.floor(xx / (period * 0.7)) + np.floor(yy / (period * 0.7))) % 2).astype(float)
+    return colour[None, None, :] * (0.65 + 0.5 * mod[..., None])
+
+
+def _demo_sample(
+    i: int, seed: int, w: int, h: int, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One generated (image (h, w, 3) uint8, ground truth (h, w) uint8) pair."""
+    rng = np.random.default_rng([seed, i])
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    # background: smooth colour blotches over a faint diagonal grain
+    base = _smooth_noise(rng, h, w, cell=max(8, min(h, w) // 4), channels=3)
+    grain = 0.5 + 0.5 * np.sin((xx + yy) * rng.uniform(0.6, 1.2))
+    image = 70 + 90 * base + 20 * grain[..., None]
+    labels = np.zeros((h, w), dtype=np.uint8)
+    n_objects = int(rng.integers(2, 5))
+    scale = min(h, w)
+    objects = []
+    for _ in range(n_objects):
+        k = int(rng.integers(1, num_classes))
+        r = float(rng.uniform(0.12, 0.28) * scale)
+        cx = float(rng.uniform(r * 0.6, w - r * 0.6))
+        cy = float(rng.uniform(r * 0.6, h - r * 0.6))
+        objects.append((r, k, cx, cy, float(rng.uniform(0, np.pi)), float(rng.uniform(0.7, 1))))
+    # largest first, so smaller objects stay visible where they overlap
+    for r, k, cx, cy, rot, aspect in sorted(objects, key=lambda o: -o[0]):
+        inside = _shape_mask(k, h, w, yy, xx, cx, cy, r, rot, aspect)
+        if not inside.any():
+            continue
+        fill = _texture(k, rng, yy, xx)
+        image[inside] = fill[inside]
+        labels[inside] = k
+    image += rng.normal(0, 6, size=image.shape)
+    # a thin void border inside every object outline, as in VOC
+    edge = np.zeros((h, w), dtype=bool)
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    gt = labels.copy()
+    gt[edge & (labels > 0)] = IGNORE_INDEX
+    return np.clip(image, 0, 255).astype(np.uint8), gt
+
+
+def make_demo_dataset(
+    name: str | None = None,
+    num_samples: int = 24,
+    size: tuple[int, int] = (160, 120),
+    num_classes: int = 5,
+    noise_rate: float = 0.25,
+    seed: int = 0,
+    label_field: str = "ground_truth",
+    pseudo_field: str = "pseudo",
+    persistent: bool = False,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+):
+    """A generated dataset of textured shapes with ground truth and noisy pseudo labels.
+
+    Each image (``size`` = width, height) shows 2-4 shapes (disc, square, triangle, ring, ...;
+    class 0 is background) with a per-class texture on a textured background. ``label_field``
+    holds the ground truth (255 on a one-pixel border inside each object, like VOC's void),
+    ``pseudo_field`` the same masks corrupted by :func:`alc_fiftyone.core.noise.corrupt` at
+    ``noise_rate`` (seed ``seed + i`` for sample i). The same seed gives the same data.
+    ``info["alc"]`` names ``pseudo_field`` as the label field under review and ``label_field``
+    as ``gt_field``.
+    """
+    from .core.noise import corrupt
+
+    width, height = (int(v) for v in size)
+    if width < 16 or height < 16:
+        raise ValueError(f"size must be at least 16x16, got {width}x{height}")
+    if not 2 <= num_classes <= IGNORE_INDEX:
+        raise ValueError(f"num_classes must lie in 2..255, got {num_classes}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    if label_field == pseudo_field:
+        raise ValueError("label_field and pseudo_field must differ")
+
+    import fiftyone as fo
+
+    names = _demo_names(num_classes)
+    name = name or "alc-demo"
+    dataset = _new_dataset(name, persistent, overwrite)
+    try:
+        image_dir = storage.dataset_dir(dataset) / "images"
+        image_dir.mkdir(parents=True, exist_ok=True)
+        samples = []
+        for i in track(range(num_samples), num_samples, progress, "Generating demo samples"):
+            image, gt = _demo_sample(i, seed, width, height, num_classes)
+            pseudo = corrupt(
+                gt, num_classes, rate=noise_rate, seed=seed + i, ignore_index=IGNORE_INDEX
+            )
+            key = f"{i:04d}"
+            image_path = image_dir / f"{key}.png"
+            Image.fromarray(image).save(image_path, format="PNG")
+            samples.append(
+                fo.Sample(
+                    filepath=str(image_path),
+                    metadata=fo.ImageMetadata(
+                        size_bytes=image_path.stat().st_size,
+                        mime_type="image/png",
+                        width=width,
+                        height=height,
+                        num_channels=3,
+                    ),
+                    **{
+                        label_field: fo.Segmentation(
+                            mask_path=storage.write_mask(gt, dataset, label_field, key)
+                        ),
+                        pseudo_field: fo.Segmentation(
+                            mask_path=storage.write_mask(
+                                np.asarray(pseudo, dtype=np.uint8), dataset, pseudo_field, key
+                            )
+                        ),
+                    },
+                )
+            )
+        targets = {
+            label_field: _mask_targets(names, with_ignore=True),
+            pseudo_field: _mask_targets(names, with_ignore=True),
+        }
+        info = {
+            "ignore_index": IGNORE_INDEX,
+            "classes": names,
+            "label_field": pseudo_field,
+            "gt_field": label_field,
+            "source": {
+                "kind": "demo",
+                "seed": int(seed),
+                "num_samples": int(num_samples),
+                "size": [width, height],
+                "noise_rate": float(noise_rate),
+            },
+        }
+        _finish(dataset, samples, targets, info, progress)
+    except BaseException:
+        _discard(dataset)
+        raise
+    return dataset

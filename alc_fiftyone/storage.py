@@ -1,0 +1,164 @@
+"""Image and mask files: reading with validation, writing copy-on-write.
+
+Masks written by alc-fiftyone live under ``ALC_FIFTYONE_DIR`` (default ``~/fiftyone/alc``) /
+``<dataset>`` / ``<field>``. A mask is never rewritten in place: a new file is written beside a
+temporary name, flushed, renamed into place, and only then is the sample pointed at it, so a
+crash leaves the sample on its old mask or on the complete new one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import SampleError
+
+ENV_DIR = "ALC_FIFTYONE_DIR"
+
+
+def alc_dir() -> Path:
+    """Root folder for the files alc-fiftyone writes (``$ALC_FIFTYONE_DIR``)."""
+    return Path(os.environ.get(ENV_DIR) or Path.home() / "fiftyone" / "alc").expanduser()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "dataset"
+
+
+def dataset_dir(dataset) -> Path:
+    """Folder of one dataset's files: its name (made safe) and its id, so renames are harmless."""
+    return alc_dir() / f"{_safe(dataset.name)}-{dataset._doc.id}"
+
+
+def field_dir(dataset, field: str) -> Path:
+    return dataset_dir(dataset) / _safe(field)
+
+
+def write_png(array: np.ndarray, path: Path) -> Path:
+    """Write a 2-D integer array as a PNG atomically (temporary file, fsync, rename).
+
+    Values below 256 are stored as 8-bit, larger ones as 16-bit grayscale.
+    """
+    array = np.asarray(array)
+    if array.ndim != 2:
+        raise ValueError(f"a mask must be 2-D, got shape {array.shape}")
+    if array.size and (array.min() < 0 or array.max() > 65535):
+        raise ValueError("mask values must lie in 0..65535")
+    out = array.astype(np.uint8) if (array.size == 0 or array.max() < 256) else array.astype(
+        np.uint16
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            Image.fromarray(out).save(f, format="PNG")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def new_mask_path(dataset, field: str, sample_id: str) -> Path:
+    """A fresh, unique file name for a new version of a sample's mask in ``field``."""
+    return field_dir(dataset, field) / f"{sample_id}-{uuid.uuid4().hex[:12]}.png"
+
+
+def write_mask(array: np.ndarray, dataset, field: str, sample_id: str) -> str:
+    """Write a new mask file for ``sample_id`` in ``field`` and return its path."""
+    try:
+        return str(write_png(array, new_mask_path(dataset, field, sample_id)))
+    except OSError as e:
+        raise SampleError(sample_id, f"cannot write the {field!r} mask under {alc_dir()}: {e}")
+
+
+def read_png_array(path: str | Path, sample_id: str | None = None) -> np.ndarray:
+    """Read a mask file as a 2-D integer array.
+
+    Palette PNGs give their indices; 16-bit files stay 16-bit; RGB masks whose three channels
+    are equal are read as grayscale; other RGB or RGBA masks are refused (they need a colour
+    table to become class indices).
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise SampleError(sample_id, "mask file does not exist", path)
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            arr = np.array(im)
+    except Exception as e:  # PIL raises many types for corrupt files
+        raise SampleError(sample_id, f"cannot read mask file: {e}", path) from e
+    if mode in ("I", "I;16", "I;16B", "I;16L") or arr.dtype in (np.int32, np.uint16):
+        arr = arr.astype(np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise SampleError(sample_id, "mask values outside 0..65535", path)
+        return arr.astype(np.uint16)
+    if arr.ndim == 3:
+        if arr.shape[2] == 3 and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(
+            arr[..., 0], arr[..., 2]
+        ):
+            return np.ascontiguousarray(arr[..., 0])
+        raise SampleError(
+            sample_id,
+            f"mask is a colour ({mode}) image; class masks must be index images "
+            "(grayscale or palette PNG)",
+            path,
+        )
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    return arr
+
+
+def read_segmentation(sample, field: str) -> np.ndarray:
+    """The class (or id) map of ``sample[field]`` (an ``fo.Segmentation``), validated."""
+    seg = sample[field] if field in sample else None
+    if seg is None:
+        raise SampleError(sample.id, f"field {field!r} is empty", sample.filepath)
+    if getattr(seg, "mask_path", None):
+        return read_png_array(seg.mask_path, sample.id)
+    if getattr(seg, "mask", None) is not None:
+        arr = np.array(seg.mask)  # a copy: callers modify it
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[..., 0]
+        if arr.ndim != 2:
+            raise SampleError(sample.id, f"{field!r} mask has shape {arr.shape}, expected 2-D")
+        return arr
+    raise SampleError(sample.id, f"{field!r} has neither a mask nor a mask_path", sample.filepath)
+
+
+def read_image(sample_or_path, sample_id: str | None = None) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 RGB: grayscale is repeated, alpha dropped, 16-bit
+    grayscale scaled to 8 bits."""
+    path = getattr(sample_or_path, "filepath", sample_or_path)
+    sample_id = getattr(sample_or_path, "id", sample_id)
+    if not os.path.exists(path):
+        raise SampleError(sample_id, "image file does not exist", path)
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.array(im).astype(np.float64)
+                hi = arr.max() if arr.size and arr.max() > 0 else 1.0
+                arr = np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8)
+                return np.repeat(arr[..., None], 3, axis=2)
+            return np.array(im.convert("RGB"))
+    except Exception as e:
+        raise SampleError(sample_id, f"cannot read image: {e}", path) from e
+
+
+def check_size(sample, image_shape, mask: np.ndarray, field: str) -> None:
+    """Raise a SampleError when ``mask`` and the image differ in size."""
+    if tuple(mask.shape[:2]) != tuple(image_shape[:2]):
+        raise SampleError(
+            sample.id,
+            f"{field!r} mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+            f"{image_shape[1]}x{image_shape[0]} (width x height)",
+            sample.filepath,
+        )
