@@ -49,8 +49,10 @@ def write_png(array: np.ndarray, path: Path) -> Path:
         raise ValueError(f"a mask must be 2-D, got shape {array.shape}")
     if array.size and (array.min() < 0 or array.max() > 65535):
         raise ValueError("mask values must lie in 0..65535")
-    out = array.astype(np.uint8) if (array.size == 0 or array.max() < 256) else array.astype(
-        np.uint16
+    out = (
+        array.astype(np.uint8)
+        if (array.size == 0 or array.max() < 256)
+        else array.astype(np.uint16)
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,8 +104,10 @@ def read_png_array(path: str | Path, sample_id: str | None = None) -> np.ndarray
             raise SampleError(sample_id, "mask values outside 0..65535", path)
         return arr.astype(np.uint16)
     if arr.ndim == 3:
-        if arr.shape[2] == 3 and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(
-            arr[..., 0], arr[..., 2]
+        if (
+            arr.shape[2] == 3
+            and np.array_equal(arr[..., 0], arr[..., 1])
+            and np.array_equal(arr[..., 0], arr[..., 2])
         ):
             return np.ascontiguousarray(arr[..., 0])
         raise SampleError(
@@ -119,7 +123,7 @@ def read_png_array(path: str | Path, sample_id: str | None = None) -> np.ndarray
 
 def read_segmentation(sample, field: str) -> np.ndarray:
     """The class (or id) map of ``sample[field]`` (an ``fo.Segmentation``), validated."""
-    seg = sample[field] if field in sample else None
+    seg = sample.get(field, None)
     if seg is None:
         raise SampleError(sample.id, f"field {field!r} is empty", sample.filepath)
     if getattr(seg, "mask_path", None):

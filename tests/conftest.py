@@ -45,7 +45,7 @@ def _find_mongod() -> str:
     # FiftyOne must not be imported before FIFTYONE_DATABASE_URI is set)
     spec = importlib.util.find_spec("fiftyone")
     if spec and spec.submodule_search_locations:
-        cand = Path(list(spec.submodule_search_locations)[0]) / "db" / "bin" / "mongod"
+        cand = Path(next(iter(spec.submodule_search_locations))) / "db" / "bin" / "mongod"
         if cand.exists():
             return str(cand)
     found = shutil.which("mongod")
@@ -61,11 +61,20 @@ def _start_mongod() -> None:
     port = _free_port()
     dbpath = _TMP / "db"
     dbpath.mkdir()
-    log = open(_TMP / "mongod.log", "wb")
+    log = open(_TMP / "mongod.log", "wb")  # noqa: SIM115 (open while mongod runs)
     proc = subprocess.Popen(
-        [_find_mongod(), "--dbpath", str(dbpath), "--port", str(port), "--bind_ip",
-         "127.0.0.1", "--nounixsocket"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            _find_mongod(),
+            "--dbpath",
+            str(dbpath),
+            "--port",
+            str(port),
+            "--bind_ip",
+            "127.0.0.1",
+            "--nounixsocket",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
     def stop() -> None:

@@ -1,0 +1,244 @@
+"""Answering queries: store the answer on the query and expand it into the revised labels.
+
+Every answer is written when it is given: the revised mask goes to a new file (the previous
+file stays, so undo can restore exactly the pixels it changed), then one sample update stores
+both the query's new status and the pointer to the new mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+import fiftyone as fo
+import numpy as np
+from bson import ObjectId
+
+from .errors import ALCError, QueryError
+from .labels import class_table, mask_targets, read_current_labels
+from .ranking import ANSWERED
+from .storage import read_png_array, read_segmentation, write_mask
+
+KEEP = object()  # answer meaning "the region's labels stay as they are"
+
+
+def attr(det, name: str, default=None):
+    """A query attribute, ``default`` where it was never set (None values are not stored)."""
+    return det[name] if det.has_field(name) else default
+
+
+def find_query_sample_id(dataset, query_id: str, queries_field: str = "alc_queries") -> str:
+    """Id of the sample holding query ``query_id`` (indexed look-up in the database)."""
+    try:
+        oid = ObjectId(query_id)
+    except Exception as e:
+        raise QueryError(f"{query_id!r} is not a query id") from e
+    doc = dataset._sample_collection.find_one({f"{queries_field}.detections._id": oid}, {"_id": 1})
+    if doc is None:
+        raise QueryError(f"no query {query_id} in field {queries_field!r} of {dataset.name!r}")
+    return str(doc["_id"])
+
+
+def query_region(det, shape) -> tuple[tuple[slice, slice], np.ndarray]:
+    """(slices, bool mask) of a query's region in an image of ``shape`` (H, W)."""
+    x0, y0, w, h = attr(det, "bbox_px")
+    mask = np.asarray(det.mask, dtype=bool)
+    if mask.shape != (h, w) or y0 + h > shape[0] or x0 + w > shape[1]:
+        raise QueryError(
+            f"query {det.id}: its region ({w}x{h} at {x0},{y0}) does not fit the labels "
+            f"({shape[1]}x{shape[0]}); rank again"
+        )
+    return (slice(y0, y0 + h), slice(x0, x0 + w)), mask
+
+
+def _class_value(label, names: dict[int, str], num_classes: int, ignore, query_id: str) -> int:
+    """The value of an answer given as a class name or value; the ignore value (e.g. VOC's
+    "void") is a valid answer too: it marks a region as not to be learned from."""
+    allowed = {k: v for k, v in names.items() if k < num_classes or k == ignore}
+    if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+        if 0 <= int(label) < num_classes or int(label) == ignore:
+            return int(label)
+        raise QueryError(f"query {query_id}: class value {label} is not in 0..{num_classes - 1}")
+    by_name = {v: k for k, v in allowed.items()}
+    if label in by_name:
+        return by_name[label]
+    raise QueryError(
+        f"query {query_id}: {label!r} is not a class; classes are "
+        f"{', '.join(allowed[k] for k in sorted(allowed))}"
+    )
+
+
+def apply_answers(
+    dataset,
+    sample_id: str,
+    answers: Iterable[tuple[str, object]],
+    user: str | None = None,
+    queries_field: str = "alc_queries",
+) -> dict[str, int]:
+    """Apply answers to queries of one sample in a single write; returns pixels changed per
+    query id. An answer is a class name or value (written to every pixel of the query's
+    region) or :data:`KEEP` / ``None`` (the labels are right as they are: nothing changes)."""
+    sample = dataset[sample_id]
+    dets = {d.id: d for d in (sample[queries_field].detections if sample[queries_field] else [])}
+    answers = list(answers)
+    if not answers:
+        return {}
+    first = dets.get(answers[0][0])
+    if first is None:
+        raise QueryError(f"no query {answers[0][0]} on sample {sample_id}")
+    label_field = attr(first, "label_field")
+    revised_field = attr(first, "revised_field")
+    sp_field = attr(first, "superpixel_field")
+    names, ignore, num_classes = class_table(dataset, label_field)
+    sp_now = (
+        sample[sp_field].mask_path if sample.has_field(sp_field) and sample[sp_field] else None
+    )
+    labels = read_current_labels(sample, label_field, revised_field)
+    before_path = (
+        sample[revised_field].mask_path
+        if sample.has_field(revised_field) and sample[revised_field] is not None
+        else None
+    )
+    now = datetime.now(timezone.utc)
+    changed: dict[str, int] = {}
+    for query_id, label in answers:
+        det = dets.get(query_id)
+        if det is None:
+            raise QueryError(f"no query {query_id} on sample {sample_id}")
+        if attr(det, "status") in ANSWERED:
+            raise QueryError(
+                f"query {query_id} was already answered ({attr(det, 'answer')!r} by "
+                f"{attr(det, 'answered_by')}); undo it first"
+            )
+        if attr(det, "superpixel_path") != sp_now:
+            raise QueryError(
+                f"query {query_id}: the superpixels of sample {sample_id} changed since it was "
+                "ranked; rank again"
+            )
+        slc, region = query_region(det, labels.shape)
+        if label is None or label is KEEP:
+            value, n = None, 0
+            status = "confirmed"
+        else:
+            value = _class_value(label, names, num_classes, ignore, query_id)
+            window = labels[slc]
+            n = int((window[region] != value).sum())
+            window[region] = value
+            status = "confirmed" if value == attr(det, "current_value") else "corrected"
+        det["status"] = status
+        det["answer"] = names.get(value, str(value)) if value is not None else det.label
+        det["answer_value"] = value
+        det["answered_by"] = user
+        det["answered_at"] = now
+        det["pixels_changed"] = n
+        det["revised_before"] = before_path
+        changed[query_id] = n
+    new_path = write_mask(labels, dataset, revised_field, sample_id)
+    sample[revised_field] = fo.Segmentation(mask_path=new_path)
+    sample.save()
+    if revised_field not in (dataset.mask_targets or {}):
+        dataset.mask_targets = {
+            **(dataset.mask_targets or {}),
+            revised_field: mask_targets(dataset, label_field) or names,
+        }
+    return changed
+
+
+def answer(
+    dataset,
+    query_id: str,
+    label,
+    user: str | None = None,
+    queries_field: str = "alc_queries",
+) -> int:
+    """Answer one query and return the number of pixels that changed.
+
+    ``label`` is the right class (name or value) of the region: it is written to every pixel
+    of the query's region in the revised labels, so confirming the current class also fills
+    the region with it. ``None`` means "the labels here are right as they are" (no pixel
+    changes). Either way the query counts as one click.
+    """
+    dataset = dataset._dataset
+    sample_id = find_query_sample_id(dataset, query_id, queries_field)
+    return apply_answers(dataset, sample_id, [(query_id, label)], user, queries_field)[query_id]
+
+
+def skip(dataset, query_id: str, user: str | None = None, queries_field="alc_queries") -> None:
+    """Mark a query skipped: it stays unanswered and may be ranked again."""
+    dataset = dataset._dataset
+    sample = dataset[find_query_sample_id(dataset, query_id, queries_field)]
+    det = next(d for d in sample[queries_field].detections if d.id == query_id)
+    if attr(det, "status") in ANSWERED:
+        raise QueryError(f"query {query_id} is answered; undo it instead of skipping")
+    det["status"] = "skipped"
+    det["answered_by"] = user
+    det["answered_at"] = datetime.now(timezone.utc)
+    sample.save()
+
+
+def last_answered(dataset, queries_field: str = "alc_queries", user: str | None = None):
+    """Id of the most recently answered query (by ``user`` if given), or None."""
+    from fiftyone import ViewField as F
+
+    cond = F("status").is_in(list(ANSWERED))
+    if user is not None:
+        cond &= F("answered_by") == user
+    view = dataset.filter_labels(queries_field, cond)
+    ids = view.values(f"{queries_field}.detections.id", unwind=True)
+    times = view.values(f"{queries_field}.detections.answered_at", unwind=True)
+    if not ids:
+        return None
+    return ids[int(np.argmax([t.timestamp() if t else 0 for t in times]))]
+
+
+def undo(
+    dataset,
+    query_id: str | None = None,
+    user: str | None = None,
+    queries_field: str = "alc_queries",
+) -> int:
+    """Take an answer back: restore the pixels of its region from the labels as they were
+    before it, and return the query to the queue (``pending``). ``query_id=None`` undoes the
+    last answer (of ``user`` if given). Returns the number of pixels restored."""
+    dataset = dataset._dataset
+    if query_id is None:
+        query_id = last_answered(dataset, queries_field, user)
+        if query_id is None:
+            raise ALCError("there is no answer to undo")
+    sample = dataset[find_query_sample_id(dataset, query_id, queries_field)]
+    det = next(d for d in sample[queries_field].detections if d.id == query_id)
+    if attr(det, "status") not in ANSWERED:
+        raise QueryError(f"query {query_id} is {attr(det, 'status')!r}, not answered")
+    label_field = attr(det, "label_field")
+    revised_field = attr(det, "revised_field")
+    restored = 0
+    if attr(det, "answer_value") is not None:
+        current = read_segmentation(sample, revised_field)
+        before_path = attr(det, "revised_before")
+        before = (
+            read_png_array(before_path, sample.id)
+            if before_path
+            else read_segmentation(sample, label_field)
+        )
+        slc, region = query_region(det, current.shape)
+        window = current[slc]
+        old = before[slc][region]
+        restored = int((window[region] != old).sum())
+        window[region] = old
+        sample[revised_field] = fo.Segmentation(
+            mask_path=write_mask(current, dataset, revised_field, sample.id)
+        )
+    for name in (
+        "answer",
+        "answer_value",
+        "answered_by",
+        "answered_at",
+        "pixels_changed",
+        "revised_before",
+    ):
+        det[name] = None
+    det["status"] = "pending"
+    det["undone_by"] = user
+    det["undone_at"] = datetime.now(timezone.utc)
+    sample.save()
+    return restored

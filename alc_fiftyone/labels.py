@@ -1,0 +1,127 @@
+"""Shared helpers for label fields: classes, ignore value, current labels, batched writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from .errors import ALCError, SampleError
+from .storage import read_segmentation
+
+DEFAULT_IGNORE = 255
+
+
+def alc_info(dataset) -> dict:
+    """``dataset.info["alc"]`` (a copy; write back with :func:`update_alc_info`)."""
+    return dict((dataset.info or {}).get("alc") or {})
+
+
+def update_alc_info(dataset, **changes) -> dict:
+    """Merge ``changes`` into ``dataset.info["alc"]`` and save the dataset document."""
+    info = alc_info(dataset)
+    info.update(changes)
+    dataset.info["alc"] = info
+    dataset.save()
+    return info
+
+
+def get_ignore_index(dataset, field: str | None = None) -> int | None:
+    info = alc_info(dataset)
+    if "ignore_index" in info:
+        return info["ignore_index"]
+    targets = mask_targets(dataset, field) if field else {}
+    for value, name in targets.items():
+        if str(name).lower() in ("void", "ignore", "unlabelled", "unlabeled"):
+            return value
+    return DEFAULT_IGNORE
+
+
+def mask_targets(dataset, field: str) -> dict[int, str]:
+    targets = (dataset.mask_targets or {}).get(field) or {}
+    return {int(k): str(v) for k, v in targets.items()}
+
+
+def class_table(dataset, field: str) -> tuple[dict[int, str], int | None, int]:
+    """(names by value, ignore value, number of classes C) for a label field.
+
+    C is one more than the largest non-ignore class value; class values are 0..C-1.
+    """
+    ignore = get_ignore_index(dataset, field)
+    names = mask_targets(dataset, field)
+    if not names:
+        classes = alc_info(dataset).get("classes")
+        if classes:
+            names = {i: str(n) for i, n in enumerate(classes)}
+    if not names:
+        raise ALCError(
+            f"no classes known for field {field!r}: set dataset.mask_targets[{field!r}] = "
+            "{0: 'background', 1: ...}"
+        )
+    values = [v for v in names if v != ignore]
+    if not values:
+        raise ALCError(f"mask_targets of {field!r} hold no class besides the ignore value")
+    return names, ignore, max(values) + 1
+
+
+def check_class_values(sample, labels: np.ndarray, num_classes: int, ignore, field: str) -> None:
+    """SampleError when ``labels`` hold values that are neither a class nor the ignore value."""
+    values = np.unique(labels)
+    bad = values[(values >= num_classes) & (values != (ignore if ignore is not None else -1))]
+    bad = bad[bad >= 0] if bad.dtype.kind == "i" else bad
+    neg = values[values < 0] if values.dtype.kind == "i" else values[:0]
+    bad = np.concatenate([neg, bad])
+    if len(bad):
+        raise SampleError(
+            sample.id,
+            f"{field!r} holds values {bad[:10].tolist()} that are not classes 0..{num_classes - 1}"
+            + (f" or the ignore value {ignore}" if ignore is not None else ""),
+            sample.filepath,
+        )
+
+
+def read_current_labels(sample, label_field: str, revised_field: str | None) -> np.ndarray:
+    """The labels under review now: the revised field where it exists, else the label field."""
+    if revised_field and sample.has_field(revised_field) and sample[revised_field] is not None:
+        return read_segmentation(sample, revised_field)
+    return read_segmentation(sample, label_field)
+
+
+def require_field(samples, field: str, what: str, hint: str = "") -> None:
+    """ALCError when the collection lacks ``field``; SampleError naming the first sample where
+    it is empty."""
+    if not samples.has_field(field):
+        raise ALCError(
+            f"the dataset has no {what} field {field!r}" + (f"; {hint}" if hint else "")
+        )
+    missing = samples.exists(field, False)
+    if len(missing):
+        first = missing.first()
+        raise SampleError(
+            first.id,
+            f"{what} field {field!r} is missing on this sample and {len(missing) - 1} other(s)"
+            + (f"; {hint}" if hint else ""),
+            first.filepath,
+        )
+
+
+def require_nonempty(samples) -> None:
+    if len(samples) == 0:
+        raise ALCError("the view is empty: there are no samples to work on")
+
+
+def set_values_by_id(samples, field: str, values: dict[str, object]) -> None:
+    """Bulk write of one field on the samples whose ids are the keys (one database round)."""
+    if values:
+        samples._dataset.set_values(field, values, key_field="id")
+
+
+def batched(items: Iterable, size: int):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,521 @@
+"""rank_superpixels: score every superpixel of a collection, write the global top-B as queries.
+
+A query is an ``fo.Detection`` in ``queries_field`` (DESIGN.md, data model): ``label`` is the
+current class at the representative pixel, ``mask`` / ``bounding_box`` the region E(s) that an
+answer will relabel, and the attributes say where it came from and what became of it.
+``to_patches(queries_field)`` sorted by score is the review queue (:func:`review_queue`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import fiftyone as fo
+import numpy as np
+from scipy import ndimage
+
+from .core import acquisition as acq
+from .errors import ALCError, SampleError
+from .labels import (
+    alc_info,
+    check_class_values,
+    class_table,
+    read_current_labels,
+    require_field,
+    require_nonempty,
+    set_values_by_id,
+    update_alc_info,
+)
+from .noise import sample_seed
+from .probabilities import FitContext, ProbabilityModel, get_model
+from .progress import ProgressCallback, track
+from .storage import read_image, read_segmentation
+
+ANSWERED = ("confirmed", "corrected")
+STATUSES = ("pending", "claimed", "confirmed", "corrected", "skipped")
+DEFAULT_BUDGET_FRACTION = 0.02
+
+
+@dataclass(order=True)
+class _Candidate:
+    key: tuple  # (score, -sample order, -superpixel id): larger is asked first
+    sample_id: str = field(compare=False)
+    payload: dict = field(compare=False)
+
+
+def resolve_budget(budget, total_superpixels: int) -> int:
+    """``None``: 2% of the superpixels; a float in (0, 1]: that share; an int: that count."""
+    if budget is None:
+        budget = DEFAULT_BUDGET_FRACTION
+    if isinstance(budget, float) and 0 < budget <= 1:
+        return max(1, round(budget * total_superpixels))
+    if isinstance(budget, (int, np.integer)) and budget > 0:
+        return int(budget)
+    raise ValueError(f"budget must be a positive count or a fraction in (0, 1], got {budget!r}")
+
+
+def answered_queries(samples, queries_field: str) -> dict[str, list]:
+    """The answered query Detections of each sample of ``samples``, by sample id."""
+    if not samples.has_field(queries_field):
+        return {}
+    out: dict[str, list] = {}
+    ids = samples.values("id")
+    dets = samples.values(f"{queries_field}.detections")
+    for sid, ds in zip(ids, dets):
+        kept = [d for d in (ds or []) if d.get_field("status") in ANSWERED]
+        if kept:
+            out[sid] = kept
+    return out
+
+
+def _count_superpixels(samples, superpixel_field: str) -> int:
+    counts = samples.values(f"{superpixel_field}.num_superpixels")
+    total = 0
+    missing = []
+    for sid, n in zip(samples.values("id"), counts):
+        if n is None:
+            missing.append(sid)
+        else:
+            total += int(n)
+    if missing:
+        for sample in samples.select(missing).select_fields(superpixel_field):
+            total += len(np.unique(read_segmentation(sample, superpixel_field))) - 1
+    return total
+
+
+def _abc_weights(samples, read_labels, superpixel_field, answered, num_classes, ignore):
+    """ABC class weights from the current labels of the not-yet-answered superpixels."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for sample in samples.iter_samples():
+        labels = read_labels(sample)
+        sp = read_segmentation(sample, superpixel_field)
+        keep = sp > 0
+        done = [int(d.get_field("superpixel_id")) for d in answered.get(sample.id, [])]
+        if done:
+            keep &= ~np.isin(sp, done)
+        vals = labels[keep]
+        if ignore is not None:
+            vals = vals[vals != ignore]
+        counts += np.bincount(vals.astype(np.int64), minlength=num_classes)[:num_classes]
+    return acq.abc_class_weights(counts)
+
+
+def _query_payload(probs, sp, labels, slc, sp_id, rep_yx, tau, names, ignore, num_suggestions):
+    """Everything a query needs, computed while the image's arrays are in memory."""
+    region = sp[slc] == sp_id
+    if tau > 0:
+        p = probs[:, slc[0], slc[1]]
+        rep = probs[:, rep_yx[0], rep_yx[1]]
+        num = np.tensordot(rep, p, axes=(0, 0))
+        den = np.linalg.norm(p, axis=0) * (np.linalg.norm(rep) + 1e-12) + 1e-12
+        region &= (num / den) >= tau
+        region[rep_yx[0] - slc[0].start, rep_yx[1] - slc[1].start] = True
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
+    y0, y1 = slc[0].start + rows[0], slc[0].start + rows[-1] + 1
+    x0, x1 = slc[1].start + cols[0], slc[1].start + cols[-1] + 1
+    crop = region[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    mean = probs[:, y0:y1, x0:x1][:, crop].mean(axis=1)
+    top = np.argsort(-mean, kind="stable")[:num_suggestions]
+    current = int(labels[rep_yx[0], rep_yx[1]])
+    return {
+        "bbox_px": [int(x0), int(y0), int(x1 - x0), int(y1 - y0)],
+        "mask": crop,
+        "current_value": current,
+        "label": names.get(current, "ignore" if current == ignore else str(current)),
+        "num_pixels": int(crop.sum()),
+        "suggestions": [names.get(int(c), str(int(c))) for c in top],
+        "suggestion_scores": [round(float(mean[c]), 4) for c in top],
+    }
+
+
+def rank_superpixels(
+    samples,
+    label_field: str,
+    superpixel_field: str = "alc_superpixels",
+    method: str = "sim",
+    budget=None,
+    queries_field: str = "alc_queries",
+    exclude_answered: bool = True,
+    model="features",
+    tau: float = 0.0,
+    seed: int = 0,
+    revised_field: str = "alc_revised",
+    device: str = "cpu",
+    model_kwargs: dict | None = None,
+    num_suggestions: int = 3,
+    progress: ProgressCallback | None = None,
+) -> dict:
+    """Rank the superpixels of ``samples`` and write the global top-``budget`` as queries.
+
+    The current labels are ``revised_field`` where answers exist, else ``label_field``. The
+    class-probability ``model`` (``"features"``, ``"field:<name>"``, a callable or a
+    :class:`~alc_fiftyone.probabilities.ProbabilityModel`) is fitted on them first, out of fold.
+    Answered queries are kept and, with ``exclude_answered``, their superpixels are not asked
+    again; pending, skipped and claimed queries of the previous round are replaced. Nothing is
+    written until every sample has been scored, so a failure leaves the old queries intact.
+
+    Returns a summary dict (round, budget, num_queries, num_superpixels, timings, ...).
+    """
+    t_start = time.perf_counter()
+    if method not in acq.METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {acq.METHODS}")
+    require_nonempty(samples)
+    require_field(samples, label_field, "label")
+    require_field(
+        samples, superpixel_field, "superpixel", hint="run alc.compute_superpixels first"
+    )
+    dataset = samples._dataset
+    names, ignore, num_classes = class_table(dataset, label_field)
+    if samples.has_field(queries_field) and not _is_detections(samples, queries_field):
+        raise ALCError(f"field {queries_field!r} exists and is not an fo.Detections field")
+    prob_model: ProbabilityModel = get_model(model, **(model_kwargs or {}))
+    if prob_model.fields is None:
+        work = samples
+    else:
+        fields = [label_field, superpixel_field, *prob_model.fields]
+        if samples.has_field(revised_field):
+            fields.append(revised_field)
+        work = samples.select_fields(fields)
+
+    def read_labels(sample):
+        labels = read_current_labels(sample, label_field, revised_field)
+        check_class_values(sample, labels, num_classes, ignore, label_field)
+        return labels
+
+    answered = answered_queries(samples, queries_field)
+    total_sp = _count_superpixels(work, superpixel_field)
+    n_budget = resolve_budget(budget, total_sp)
+
+    prob_model.fit(FitContext(work, read_labels, superpixel_field, num_classes, ignore, progress))
+    t_fit = time.perf_counter() - t_start
+
+    extra: dict = {}
+    if method == "abc":
+        extra["class_weights"] = _abc_weights(
+            work,
+            read_labels,
+            superpixel_field,
+            answered if exclude_answered else {},
+            num_classes,
+            ignore,
+        )
+    score_method = "margin" if method == "classbal" else method
+    heap: list[_Candidate] = []
+    classbal_rows: list[tuple] = []  # (sample order, ids, raw scores, dominant) for ClassBal
+    num_excluded = 0
+    sp_paths: dict[str, str] = {}
+    order_of: dict[str, int] = {}
+    t0 = time.perf_counter()
+    for order, sample in enumerate(track(work.iter_samples(), len(work), progress, "ranking")):
+        order_of[sample.id] = order
+        sp = read_segmentation(sample, superpixel_field)
+        labels = read_labels(sample)
+        sp_paths[sample.id] = sample[superpixel_field].mask_path
+        if sp.shape != labels.shape:
+            raise SampleError(
+                sample.id,
+                f"superpixels ({sp.shape[1]}x{sp.shape[0]}) and labels "
+                f"({labels.shape[1]}x{labels.shape[0]}) differ in size",
+                sample.filepath,
+            )
+        image = read_image(sample) if prob_model.needs_image else None
+        probs = prob_model.predict(sample, sp, image)
+        res = acq.score_superpixels(
+            probs,
+            sp,
+            labels,
+            method=score_method,
+            tau=tau,
+            ignore_index=ignore,
+            device=device,
+            seed=sample_seed(seed, sample.filepath),
+            **extra,
+        )
+        if len(res) == 0:
+            continue
+        keep = np.ones(len(res), dtype=bool)
+        done = {int(d.get_field("superpixel_id")) for d in answered.get(sample.id, [])}
+        if exclude_answered and done:
+            keep = ~np.isin(res.ids, list(done))
+            num_excluded += int((~keep).sum())
+        if method == "classbal":
+            classbal_rows.append((order, sample.id, res, keep))
+            continue
+        _push_candidates(
+            heap,
+            n_budget,
+            res,
+            keep,
+            res.scores,
+            order,
+            sample.id,
+            probs,
+            sp,
+            labels,
+            tau,
+            names,
+            ignore,
+            num_suggestions,
+        )
+    if method == "classbal":
+        heap = _classbal_select(
+            classbal_rows,
+            n_budget,
+            num_classes,
+            work,
+            superpixel_field,
+            read_labels,
+            prob_model,
+            tau,
+            names,
+            ignore,
+            num_suggestions,
+            exclude_answered,
+            answered,
+        )
+    t_score = time.perf_counter() - t0
+
+    ranked = sorted(heap, reverse=True)
+    info = alc_info(dataset)
+    rounds = list(info.get("rounds") or [])
+    round_no = 1 + sum(1 for r in rounds if r.get("queries_field") == queries_field)
+    now = datetime.now(timezone.utc)
+    new_by_sample: dict[str, list] = {}
+    for rank, cand in enumerate(ranked, start=1):
+        p = cand.payload
+        sid = cand.sample_id
+        x0, y0, w, h = p["bbox_px"]
+        H, W = p["shape"]
+        det = fo.Detection(
+            label=p["label"],
+            bounding_box=[x0 / W, y0 / H, w / W, h / H],
+            mask=p["mask"],
+            score=float(p["score"]),
+            rank=rank,
+            round=round_no,
+            superpixel_id=int(p["superpixel_id"]),
+            rep_point=[(p["rep_yx"][1] + 0.5) / W, (p["rep_yx"][0] + 0.5) / H],
+            rep_yx=[int(p["rep_yx"][0]), int(p["rep_yx"][1])],
+            bbox_px=p["bbox_px"],
+            image_size=[int(W), int(H)],
+            current_value=p["current_value"],
+            suggested_label=p["suggestions"][0] if p["suggestions"] else None,
+            suggestions=p["suggestions"],
+            suggestion_scores=p["suggestion_scores"],
+            num_pixels=p["num_pixels"],
+            superpixel_size=int(p["size"]),
+            status="pending",
+            answer=None,
+            answered_by=None,
+            answered_at=None,
+            method=method,
+            label_field=label_field,
+            superpixel_field=superpixel_field,
+            revised_field=revised_field,
+            superpixel_path=sp_paths[sid],
+            ranked_at=now,
+        )
+        new_by_sample.setdefault(sid, []).append(det)
+
+    values = {}
+    had = set()
+    if samples.has_field(queries_field):
+        for sid, dets in zip(samples.values("id"), samples.values(f"{queries_field}.detections")):
+            if dets:
+                had.add(sid)
+    for sid in set(new_by_sample) | had | set(answered):
+        dets = list(answered.get(sid, [])) + new_by_sample.get(sid, [])
+        values[sid] = fo.Detections(detections=dets) if dets else None
+    set_values_by_id(samples, queries_field, values)
+    if values:
+        dataset.create_index(f"{queries_field}.detections._id")
+    if label_field in (dataset.mask_targets or {}) and revised_field not in dataset.mask_targets:
+        dataset.mask_targets = {
+            **dataset.mask_targets,
+            revised_field: dataset.mask_targets[label_field],
+        }
+
+    model_desc = prob_model.describe()
+    record = {
+        "round": round_no,
+        "queries_field": queries_field,
+        "label_field": label_field,
+        "superpixel_field": superpixel_field,
+        "revised_field": revised_field,
+        "method": method,
+        "model": model_desc,
+        "tau": tau,
+        "budget": n_budget,
+        "num_queries": len(ranked),
+        "num_samples": len(work),
+        "num_superpixels": total_sp,
+        "excluded_answered": num_excluded,
+        "ranked_at": now.isoformat(),
+        "seconds_fit": round(t_fit, 3),
+        "seconds_score": round(t_score, 3),
+    }
+    update_alc_info(
+        dataset,
+        rounds=rounds + [record],
+        label_field=info.get("label_field", label_field),
+        ignore_index=ignore,
+    )
+    record["seconds_total"] = round(time.perf_counter() - t_start, 3)
+    record["top"] = [
+        {
+            "sample_id": c.sample_id,
+            "superpixel_id": c.payload["superpixel_id"],
+            "score": float(c.payload["score"]),
+            "label": c.payload["label"],
+        }
+        for c in ranked[:5]
+    ]
+    return record
+
+
+def _is_detections(samples, field_name: str) -> bool:
+    f = samples.get_field(field_name)
+    return getattr(f, "document_type", None) is fo.Detections
+
+
+def _push_candidates(
+    heap,
+    budget,
+    res,
+    keep,
+    scores,
+    order,
+    sample_id,
+    probs,
+    sp,
+    labels,
+    tau,
+    names,
+    ignore,
+    num_suggestions,
+):
+    idx = np.flatnonzero(keep)
+    if len(idx) == 0:
+        return
+    # best first within the image; ties by smaller superpixel id (ids ascending already)
+    idx = idx[np.argsort(-scores[idx], kind="stable")]
+    slices = None
+    for i in idx:
+        key = (float(scores[i]), -order, -int(res.ids[i]))
+        if len(heap) >= budget and key <= heap[0].key:
+            break
+        if slices is None:
+            slices = ndimage.find_objects(sp)
+        sp_id = int(res.ids[i])
+        payload = _query_payload(
+            probs,
+            sp,
+            labels,
+            slices[sp_id - 1],
+            sp_id,
+            res.rep_yx[i],
+            tau,
+            names,
+            ignore,
+            num_suggestions,
+        )
+        payload.update(
+            score=float(scores[i]),
+            superpixel_id=sp_id,
+            rep_yx=res.rep_yx[i].tolist(),
+            size=int(res.sizes[i]),
+            shape=sp.shape,
+        )
+        cand = _Candidate(key, sample_id, payload)
+        if len(heap) < budget:
+            heapq.heappush(heap, cand)
+        else:
+            heapq.heapreplace(heap, cand)
+
+
+def _classbal_select(
+    rows,
+    budget,
+    num_classes,
+    work,
+    superpixel_field,
+    read_labels,
+    prob_model,
+    tau,
+    names,
+    ignore,
+    num_suggestions,
+    exclude_answered,
+    answered,
+):
+    """ClassBal (Cai et al. 2021) needs dataset-level statistics: the share of regions per
+    dominant class and the range of the uncertainty. Scores are finished here, then the
+    winners' images are read once more to build their queries."""
+    if not rows:
+        return []
+    dom = np.concatenate([r[2].dominant for r in rows])
+    unc = np.concatenate([r[2].scores for r in rows])
+    prior = np.bincount(dom, minlength=num_classes)[:num_classes] / max(len(dom), 1)
+    lo, hi = float(unc.min()), float(unc.max())
+    span = hi - lo if hi > lo else 1.0
+    best = []
+    for order, sid, res, keep in rows:
+        s = (res.scores - lo) / span * np.exp(-prior[res.dominant])
+        s = np.where(keep, s, 0.0)
+        for i in np.flatnonzero(keep):
+            best.append(((float(s[i]), -order, -int(res.ids[i])), sid, res, i, s))
+    best.sort(key=lambda t: t[0], reverse=True)
+    best = best[:budget]
+    heap = []
+    by_sample: dict[str, list] = {}
+    for item in best:
+        by_sample.setdefault(item[1], []).append(item)
+    for sample in work.select(list(by_sample)).iter_samples():
+        sp = read_segmentation(sample, superpixel_field)
+        labels = read_labels(sample)
+        image = read_image(sample) if prob_model.needs_image else None
+        probs = prob_model.predict(sample, sp, image)
+        slices = ndimage.find_objects(sp)
+        for key, sid, res, i, s in by_sample[sample.id]:
+            sp_id = int(res.ids[i])
+            payload = _query_payload(
+                probs,
+                sp,
+                labels,
+                slices[sp_id - 1],
+                sp_id,
+                res.rep_yx[i],
+                tau,
+                names,
+                ignore,
+                num_suggestions,
+            )
+            payload.update(
+                score=float(s[i]),
+                superpixel_id=sp_id,
+                rep_yx=res.rep_yx[i].tolist(),
+                size=int(res.sizes[i]),
+                shape=sp.shape,
+            )
+            heap.append(_Candidate(key, sid, payload))
+    return heap
+
+
+def review_queue(samples, queries_field: str = "alc_queries", status="pending"):
+    """The queries as a patches view, best score first (the order a reviewer should take).
+
+    ``status`` filters by query status (a string, a list, or ``None`` for all).
+    """
+    from fiftyone import ViewField as F
+
+    if not samples.has_field(queries_field):
+        raise ALCError(f"no queries in field {queries_field!r}: run alc.rank_superpixels first")
+    view = samples
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        view = view.filter_labels(queries_field, F("status").is_in(statuses))
+    return view.to_patches(queries_field).sort_by(F(f"{queries_field}.score"), reverse=True)
