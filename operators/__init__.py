@@ -1,0 +1,11 @@
+"""The plugin's operators, registered by the root ``__init__.py``.
+
+Every name here must also be listed under ``operators:`` in ``fiftyone.yml``.
+"""
+
+from .export import ExportMasks, SaveRevisedVersion
+from .rank import RankSuperpixels
+from .simulate import Simulate
+from .superpixels import ComputeSuperpixels
+
+OPERATORS = [ComputeSuperpixels, RankSuperpixels, Simulate, ExportMasks, SaveRevisedVersion]

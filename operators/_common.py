@@ -1,0 +1,176 @@
+"""What every operator of the plugin shares: delegation, progress, field choices, summaries.
+
+Operators only adapt ``alc_fiftyone`` functions to the App. The library is imported inside
+``execute`` so that registering the plugin (at every App start) stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import fiftyone.operators as foo
+from fiftyone.operators import types
+
+# Above this many target samples an operator suggests running delegated (in the background).
+DELEGATE_ABOVE = 50
+
+EXPORT_FORMATS = {
+    "voc": "palette PNG, VOC colours",
+    "index": "grayscale PNG of class ids",
+}
+
+
+def superpixel_methods() -> tuple[str, ...]:
+    from alc_fiftyone.core.superpixels import METHODS
+
+    return METHODS
+
+
+def acquisition_methods() -> tuple[str, ...]:
+    from alc_fiftyone.core.acquisition import METHODS
+
+    return METHODS
+
+
+def operator_config(name: str, label: str, description: str, icon: str) -> foo.OperatorConfig:
+    """The configuration shared by the plugin's operators (dynamic forms, delegation allowed)."""
+    return foo.OperatorConfig(
+        name=name,
+        label=f"ALC: {label}",
+        description=description,
+        icon=icon,
+        dynamic=True,
+        allow_immediate_execution=True,
+        allow_delegated_execution=True,
+        resolve_execution_options_on_change=True,
+    )
+
+
+class ALCOperator(foo.Operator):
+    """Base class: delegated execution for large targets and a JSON summary as output.
+
+    ``delegate`` in the params forces the choice (True: delegated, False: immediate);
+    without it the App offers both and preselects delegation above ``DELEGATE_ABOVE`` samples.
+    """
+
+    def target(self, ctx):
+        """The samples the operator acts on."""
+        return ctx.target_view()
+
+    def resolve_delegation(self, ctx):
+        delegate = ctx.params.get("delegate")
+        return None if delegate is None else bool(delegate)
+
+    def resolve_execution_options(self, ctx):
+        if self.resolve_delegation(ctx) is not None or ctx.dataset is None:
+            return super().resolve_execution_options(ctx)
+        return foo.ExecutionOptions(
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=len(self.target(ctx)) > DELEGATE_ABOVE,
+        )
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.obj("summary", label="Summary", view=types.JSONView())
+        return types.Property(outputs, view=types.View(label=self.config.label))
+
+
+def param(ctx, name: str, defaults: dict):
+    """``ctx.params[name]``, or the form's default when it is missing or blank (the App fills
+    in defaults, ``execute_operator`` does not)."""
+    value = ctx.params.get(name)
+    return defaults.get(name) if value is None or value == "" else value
+
+
+def segmentation_fields(ctx) -> list[str]:
+    """Names of the dataset's ``fo.Segmentation`` fields."""
+    import fiftyone as fo
+
+    if ctx.dataset is None:
+        return []
+    return sorted(ctx.dataset.get_field_schema(embedded_doc_type=fo.Segmentation))
+
+
+def field_choice(
+    inputs: types.Object,
+    name: str,
+    fields: list[str],
+    label: str,
+    description: str,
+    default: str | None = None,
+    optional: bool = False,
+) -> None:
+    """A dropdown of segmentation fields.
+
+    A field without a default must be chosen (unless ``optional``); when there is nothing to
+    choose from, the form says so and cannot be submitted.
+    """
+    dropdown = types.Dropdown(label=label, description=description)
+    for field in fields:
+        dropdown.add_choice(field, label=field)
+    required = default is None and not optional
+    missing = required and not fields
+    inputs.enum(
+        name,
+        dropdown.values(),
+        label=label,
+        description=description,
+        default=default if default in fields else None,
+        required=required,
+        view=dropdown,
+        invalid=missing,
+        error_message="this dataset has no Segmentation field" if missing else "",
+    )
+
+
+def target_notice(inputs: types.Object, n: int, action: str) -> None:
+    hint = f" (more than {DELEGATE_ABOVE}: consider scheduling it)" if n > DELEGATE_ABOVE else ""
+    inputs.view("target_notice", types.Notice(label=f"{action} {n} sample(s){hint}"))
+
+
+def budget_value(value):
+    """A form number as a budget: whole numbers >= 1 are query counts, others fractions."""
+    if value is None:
+        return None
+    value = float(value)
+    return int(value) if value >= 1 and value.is_integer() else value
+
+
+class ContextProgress:
+    """``progress(done, total, desc)`` for the library, reported with ``ctx.set_progress``.
+
+    Reports when the stage changes, at the end, and otherwise at most every ``step`` of the
+    way, so a long run over many samples does not flood the App.
+    """
+
+    def __init__(self, ctx, step: float = 0.01):
+        self.ctx = ctx
+        self.step = step
+        self._desc = None
+        self._last = -math.inf
+
+    def __call__(self, done: int, total: int, desc: str) -> None:
+        fraction = done / total if total else 1.0
+        if desc == self._desc and fraction < 1.0 and fraction - self._last < self.step:
+            return
+        self._desc, self._last = desc, fraction
+        self.ctx.set_progress(progress=fraction, label=f"{desc} {done}/{total}")
+
+
+def jsonable(value):
+    """``value`` made JSON-serializable (numpy scalars and arrays, paths, other objects)."""
+
+    def default(obj):
+        if hasattr(obj, "tolist"):
+            return obj.tolist()
+        return str(obj)
+
+    return json.loads(json.dumps(value, default=default))
+
+
+def reload_app(ctx) -> None:
+    """Ask the App to reload the dataset after new fields were written."""
+    if not ctx.delegated:
+        ctx.ops.reload_dataset()

@@ -1,0 +1,133 @@
+"""rank_superpixels: score every superpixel and write the top ones as correction queries."""
+
+from __future__ import annotations
+
+from fiftyone.operators import types
+
+from ._common import (
+    ALCOperator,
+    ContextProgress,
+    acquisition_methods,
+    budget_value,
+    field_choice,
+    jsonable,
+    operator_config,
+    param,
+    reload_app,
+    segmentation_fields,
+    target_notice,
+)
+
+DEFAULTS = {
+    "superpixel_field": "alc_superpixels",
+    "method": "sim",
+    "budget": None,
+    "queries_field": "alc_queries",
+    "exclude_answered": True,
+    "model": "features",
+    "tau": 0.0,
+    "seed": 0,
+}
+
+
+def acquisition_inputs(inputs, defaults: dict) -> None:
+    """The method and model inputs shared by ranking and simulation."""
+    methods = types.Dropdown()
+    for m in acquisition_methods():
+        methods.add_choice(m, label=m)
+    inputs.enum(
+        "method",
+        methods.values(),
+        default=defaults["method"],
+        label="Method",
+        description="Acquisition function (sim: look-ahead, pixels one answer fixes)",
+        view=methods,
+    )
+    inputs.str(
+        "model",
+        default=defaults["model"],
+        label="Probability model",
+        description="'features' (trained on the current labels) or "
+        "'field:<name>' (a prediction field)",
+    )
+    inputs.int("seed", default=defaults["seed"], label="Seed")
+
+
+class RankSuperpixels(ALCOperator):
+    @property
+    def config(self):
+        return operator_config(
+            "rank_superpixels",
+            "Rank superpixels",
+            "Score the superpixels by how likely their label is wrong and write the top "
+            "ones as correction queries",
+            icon="format_list_numbered",
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        target_notice(inputs, len(ctx.target_view()), "Rank the superpixels of")
+        fields = segmentation_fields(ctx)
+        superpixel_field = param(ctx, "superpixel_field", DEFAULTS)
+        field_choice(
+            inputs,
+            "label_field",
+            [f for f in fields if f != superpixel_field],
+            "Label field",
+            "The labels under review",
+        )
+        field_choice(
+            inputs,
+            "superpixel_field",
+            fields,
+            "Superpixel field",
+            "Superpixel id maps (see 'Compute superpixels')",
+            default=DEFAULTS["superpixel_field"],
+        )
+        acquisition_inputs(inputs, DEFAULTS)
+        inputs.float(
+            "budget",
+            min=0,
+            label="Budget",
+            description="Queries to write: a count (>= 1) or a fraction of the "
+            "superpixels (< 1); blank: library default",
+        )
+        inputs.str(
+            "queries_field",
+            default=DEFAULTS["queries_field"],
+            label="Queries field",
+            description="Detections field receiving the queries",
+        )
+        inputs.bool(
+            "exclude_answered",
+            default=DEFAULTS["exclude_answered"],
+            label="Exclude answered",
+            description="Do not ask again about superpixels that already have an answer",
+        )
+        inputs.float(
+            "tau",
+            default=DEFAULTS["tau"],
+            label="Expansion threshold (tau)",
+            description="An answer relabels the superpixel pixels whose class probabilities "
+            "have cosine similarity >= tau with the representative pixel's (0: all of them)",
+        )
+        return types.Property(inputs, view=types.View(label=self.config.label))
+
+    def execute(self, ctx):
+        import alc_fiftyone as alc
+
+        summary = alc.rank_superpixels(
+            self.target(ctx),
+            ctx.params["label_field"],
+            superpixel_field=param(ctx, "superpixel_field", DEFAULTS),
+            method=param(ctx, "method", DEFAULTS),
+            budget=budget_value(ctx.params.get("budget")),
+            queries_field=param(ctx, "queries_field", DEFAULTS),
+            exclude_answered=param(ctx, "exclude_answered", DEFAULTS),
+            model=param(ctx, "model", DEFAULTS),
+            tau=param(ctx, "tau", DEFAULTS),
+            seed=param(ctx, "seed", DEFAULTS),
+            progress=ContextProgress(ctx),
+        )
+        reload_app(ctx)
+        return {"summary": jsonable(summary)}
