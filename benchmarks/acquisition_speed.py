@@ -28,8 +28,13 @@ def _threads_from_argv(argv: list[str]) -> int:
 
 # thread limits must be set before numpy / torch are imported
 _THREADS = _threads_from_argv(sys.argv[1:])
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-             "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+for _var in (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+):
     os.environ[_var] = str(_THREADS)
 
 import argparse
@@ -46,8 +51,9 @@ from alc_fiftyone.core.acquisition import METHODS, score_loop, score_superpixels
 LOOP_METHODS = ("sim", "cil_mean", "cil_pixel")
 
 
-def make_images(n_distinct: int, num_classes: int, height: int, width: int, n_segments: int,
-                seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def make_images(
+    n_distinct: int, num_classes: int, height: int, width: int, n_segments: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Synthetic (probs, superpixels, labels) triples, generated once.
 
     Probabilities: softmax of blocky random logits plus pixel noise (spatially coherent like a
@@ -65,8 +71,13 @@ def make_images(n_distinct: int, num_classes: int, height: int, width: int, n_se
         logits = logits + rng.normal(size=(num_classes, height, width))
         probs = np.exp(logits - logits.max(axis=0))
         probs = (probs / probs.sum(axis=0)).astype(np.float32)
-        sp = slic(rng.random((height, width, 3)), n_segments=n_segments, start_label=1,
-                  channel_axis=-1, convert2lab=False).astype(np.uint16)
+        sp = slic(
+            rng.random((height, width, 3)),
+            n_segments=n_segments,
+            start_label=1,
+            channel_axis=-1,
+            convert2lab=False,
+        ).astype(np.uint16)
         labels = probs.argmax(axis=0).astype(np.uint8)
         noisy = rng.random((height, width)) < 0.2
         labels[noisy] = rng.integers(0, num_classes, size=int(noisy.sum()))
@@ -92,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     parser.add_argument("--images", type=int, default=30, help="timed images per cell")
-    parser.add_argument("--loop-images", type=int, default=None,
-                        help="timed images for the plain loop (default: --images)")
+    parser.add_argument(
+        "--loop-images",
+        type=int,
+        default=None,
+        help="timed images for the plain loop (default: --images)",
+    )
     parser.add_argument("--classes", type=int, default=21)
     parser.add_argument("--height", type=int, default=375)
     parser.add_argument("--width", type=int, default=500)
@@ -101,12 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distinct", type=int, default=3, help="distinct synthetic images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="skip the torch columns")
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if numpy SIM is below 30 images/s")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if numpy SIM is below 30 images/s"
+    )
     args = parser.parse_args(argv)
 
-    images = make_images(args.distinct, args.classes, args.height, args.width, args.segments,
-                         args.seed)
+    images = make_images(
+        args.distinct, args.classes, args.height, args.width, args.segments, args.seed
+    )
     n_sp = [len(np.unique(sp[sp > 0])) for _, sp, _ in images]
     loop_images = args.loop_images or args.images
 
@@ -120,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     gpu_inputs = []
     if cuda:
         gpu_inputs = [
-            (torch.from_numpy(p).cuda(), torch.from_numpy(s.astype(np.int64)).cuda(),
-             torch.from_numpy(lab).cuda())
+            (
+                torch.from_numpy(p).cuda(),
+                torch.from_numpy(s.astype(np.int64)).cuda(),
+                torch.from_numpy(lab).cuda(),
+            )
             for p, s, lab in images
         ]
 
@@ -137,29 +157,38 @@ def main(argv: list[str] | None = None) -> int:
         row = {"method": method}
         row["numpy"] = time_per_image(
             lambda p, s, lab, m=method: score_superpixels(p, s, lab, m, seed=0),
-            images, args.images)
+            images,
+            args.images,
+        )
         if torch is not None:
             row["torch"] = time_per_image(
-                lambda p, s, lab, m=method: score_superpixels(p, s, lab, m, seed=0,
-                                                              device="torch"),
-                images, args.images)
+                lambda p, s, lab, m=method: score_superpixels(
+                    p, s, lab, m, seed=0, device="torch"
+                ),
+                images,
+                args.images,
+            )
         if cuda:
             row["cuda"] = time_per_image(
-                lambda p, s, lab, m=method: score_superpixels(p, s, lab, m, seed=0,
-                                                              device="cuda"),
-                gpu_inputs, args.images)
+                lambda p, s, lab, m=method: score_superpixels(p, s, lab, m, seed=0, device="cuda"),
+                gpu_inputs,
+                args.images,
+            )
         if method in LOOP_METHODS:
             row["loop"] = time_per_image(
-                lambda p, s, lab, m=method: score_loop(p, s, lab, m), images, loop_images,
-                warmup=1)
+                lambda p, s, lab, m=method: score_loop(p, s, lab, m), images, loop_images, warmup=1
+            )
         rows.append(row)
 
     cpu = platform.processor() or platform.machine()
-    print(f"Acquisition speed, images/s (median of {args.images} images; plain loop: "
-          f"{loop_images}); {args.classes} classes, {args.width}x{args.height}, "
-          f"{min(n_sp)}-{max(n_sp)} SLIC superpixels; {args.threads} CPU thread(s) ({cpu}); "
-          f"numpy {np.__version__}" + (f", torch {torch.__version__}" if torch else "")
-          + (f", CUDA: {torch.cuda.get_device_name(0)} (inputs on the GPU)" if cuda else ""))
+    print(
+        f"Acquisition speed, images/s (median of {args.images} images; plain loop: "
+        f"{loop_images}); {args.classes} classes, {args.width}x{args.height}, "
+        f"{min(n_sp)}-{max(n_sp)} SLIC superpixels; {args.threads} CPU thread(s) ({cpu}); "
+        f"numpy {np.__version__}"
+        + (f", torch {torch.__version__}" if torch else "")
+        + (f", CUDA: {torch.cuda.get_device_name(0)} (inputs on the GPU)" if cuda else "")
+    )
     print()
     header = ["method", "numpy"]
     if torch is not None:
@@ -184,10 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     sim = rows[0]
     sim_rate = 1 / sim["numpy"]
     print()
-    print(f"numpy SIM: {sim_rate:.1f} images/s (target >= 30: "
-          f"{'met' if sim_rate >= 30 else 'NOT met'}); "
-          f"{sim['loop'] / sim['numpy']:.1f}x the plain loop (target >= 100x: "
-          f"{'met' if sim['loop'] / sim['numpy'] >= 100 else 'NOT met'})")
+    print(
+        f"numpy SIM: {sim_rate:.1f} images/s (target >= 30: "
+        f"{'met' if sim_rate >= 30 else 'NOT met'}); "
+        f"{sim['loop'] / sim['numpy']:.1f}x the plain loop (target >= 100x: "
+        f"{'met' if sim['loop'] / sim['numpy'] >= 100 else 'NOT met'})"
+    )
     if args.check and sim_rate < 30:
         return 1
     return 0

@@ -187,8 +187,14 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _check_shapes(p_shape: tuple, p_dtype_ok: bool, sp_shape: tuple, sp_int: bool,
-                  lab_shape: tuple, lab_int: bool) -> None:
+def _check_shapes(
+    p_shape: tuple,
+    p_dtype_ok: bool,
+    sp_shape: tuple,
+    sp_int: bool,
+    lab_shape: tuple,
+    lab_int: bool,
+) -> None:
     if len(p_shape) != 3:
         raise ValueError(f"probs must be 3-D (C, H, W), got shape {tuple(p_shape)}")
     if p_shape[0] < 1:
@@ -213,9 +219,7 @@ def _bad_label_error(bad_values: np.ndarray, num_classes: int, ignore_index: int
     shown = ", ".join(str(int(v)) for v in bad_values[:10])
     more = " ..." if bad_values.shape[0] > 10 else ""
     ign = f" or equal ignore_index={ignore_index}" if ignore_index is not None else ""
-    return ValueError(
-        f"labels hold values outside [0, {num_classes}){ign}: {shown}{more}"
-    )
+    return ValueError(f"labels hold values outside [0, {num_classes}){ign}: {shown}{more}")
 
 
 @dataclass
@@ -299,8 +303,9 @@ class _NumpyOps:
     def count(self, idx: np.ndarray, n: int) -> np.ndarray:
         return np.bincount(idx, minlength=n)[:n].astype(np.int64)
 
-    def layout(self, img: _Image, is_dom: np.ndarray, sizes: np.ndarray,
-               n_dom: np.ndarray) -> _NumpyLayout:
+    def layout(
+        self, img: _Image, is_dom: np.ndarray, sizes: np.ndarray, n_dom: np.ndarray
+    ) -> _NumpyLayout:
         return _NumpyLayout(img, is_dom, sizes, n_dom)
 
 
@@ -310,8 +315,9 @@ class _NumpyLayout:
     Gathers of per-superpixel values become ``np.repeat`` and segment sums ``reduceat``.
     """
 
-    def __init__(self, img: _Image, is_dom: np.ndarray, sizes: np.ndarray,
-                 n_dom: np.ndarray) -> None:
+    def __init__(
+        self, img: _Image, is_dom: np.ndarray, sizes: np.ndarray, n_dom: np.ndarray
+    ) -> None:
         n_sp = sizes.shape[0]
         key = 2 * img.sid + (~is_dom)  # "no superpixel" (sid == S) sorts last
         if 2 * n_sp + 1 < (1 << 16):
@@ -416,8 +422,9 @@ class _TorchOps:
     def count(self, idx: Any, n: int) -> np.ndarray:
         return self.host(self.torch.bincount(idx, minlength=n)[:n]).astype(np.int64)
 
-    def layout(self, img: _Image, is_dom: Any, sizes: np.ndarray,
-               n_dom: np.ndarray) -> _TorchLayout:
+    def layout(
+        self, img: _Image, is_dom: Any, sizes: np.ndarray, n_dom: np.ndarray
+    ) -> _TorchLayout:
         return _TorchLayout(self, img, is_dom)
 
 
@@ -454,8 +461,7 @@ class _TorchLayout:
 
     def seg_max_dom(self, key: Any) -> np.ndarray:
         torch = self.torch
-        best = torch.full((self.n_sp + 1,), int(_INT64_MIN), dtype=torch.int64,
-                          device=key.device)
+        best = torch.full((self.n_sp + 1,), int(_INT64_MIN), dtype=torch.int64, device=key.device)
         best.scatter_reduce_(0, self.sid_dom, key, reduce="amax", include_self=True)
         return best[: self.n_sp].cpu().numpy()
 
@@ -469,14 +475,18 @@ class _TorchLayout:
 # input preparation
 
 
-def _prepare_numpy(probs: Any, superpixels: Any, labels: Any,
-                   ignore_index: int | None) -> _Image:
+def _prepare_numpy(probs: Any, superpixels: Any, labels: Any, ignore_index: int | None) -> _Image:
     probs = np.asarray(probs)
     superpixels = np.asarray(superpixels)
     labels = np.asarray(labels)
-    _check_shapes(probs.shape, np.issubdtype(probs.dtype, np.floating), superpixels.shape,
-                  np.issubdtype(superpixels.dtype, np.integer), labels.shape,
-                  np.issubdtype(labels.dtype, np.integer))
+    _check_shapes(
+        probs.shape,
+        np.issubdtype(probs.dtype, np.floating),
+        superpixels.shape,
+        np.issubdtype(superpixels.dtype, np.integer),
+        labels.shape,
+        np.issubdtype(labels.dtype, np.integer),
+    )
     num_classes, height, width = probs.shape
     n = height * width
     lab = labels.reshape(n).astype(np.int64)
@@ -516,8 +526,9 @@ def _dense_ids_numpy(sp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids.astype(np.int64), inverse
 
 
-def _prepare_torch(probs: Any, superpixels: Any, labels: Any, ignore_index: int | None,
-                   device: Any) -> _Image:
+def _prepare_torch(
+    probs: Any, superpixels: Any, labels: Any, ignore_index: int | None, device: Any
+) -> _Image:
     import torch
 
     def to_tensor(x: Any) -> Any:
@@ -533,8 +544,14 @@ def _prepare_torch(probs: Any, superpixels: Any, labels: Any, ignore_index: int 
     lab = to_tensor(labels)
     int_types = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
     int_types |= {getattr(torch, n) for n in ("uint16", "uint32", "uint64") if hasattr(torch, n)}
-    _check_shapes(tuple(p.shape), p.is_floating_point(), tuple(s.shape), s.dtype in int_types,
-                  tuple(lab.shape), lab.dtype in int_types)
+    _check_shapes(
+        tuple(p.shape),
+        p.is_floating_point(),
+        tuple(s.shape),
+        s.dtype in int_types,
+        tuple(lab.shape),
+        lab.dtype in int_types,
+    )
     num_classes, height, width = p.shape
     n = height * width
     lab = lab.reshape(n).to(device=device, dtype=torch.int64)
@@ -573,9 +590,14 @@ def _prepare_torch(probs: Any, superpixels: Any, labels: Any, ignore_index: int 
 
 def _empty_scores() -> SuperpixelScores:
     z = np.zeros(0, dtype=np.int64)
-    return SuperpixelScores(ids=z, scores=np.zeros(0, np.float64),
-                            rep_yx=np.zeros((0, 2), np.int64), dominant=z.copy(),
-                            sizes=z.copy(), expanded_sizes=z.copy())
+    return SuperpixelScores(
+        ids=z,
+        scores=np.zeros(0, np.float64),
+        rep_yx=np.zeros((0, 2), np.int64),
+        dominant=z.copy(),
+        sizes=z.copy(),
+        expanded_sizes=z.copy(),
+    )
 
 
 def _seq_norm_host(vectors: np.ndarray) -> np.ndarray:
@@ -586,9 +608,18 @@ def _seq_norm_host(vectors: np.ndarray) -> np.ndarray:
     return np.sqrt(acc)
 
 
-def _score(ops: Any, img: _Image, method: str, tau: float, ignore_index: int | None,
-           seed: int | None, class_prior: Any, class_weights: Any, score_range: Any,
-           selected: list[int] | None) -> SuperpixelScores:
+def _score(
+    ops: Any,
+    img: _Image,
+    method: str,
+    tau: float,
+    ignore_index: int | None,
+    seed: int | None,
+    class_prior: Any,
+    class_weights: Any,
+    score_range: Any,
+    selected: list[int] | None,
+) -> SuperpixelScores:
     P = img.P
     num_classes, n_pix = P.shape
     n_sp = int(img.ids.shape[0])
@@ -728,13 +759,19 @@ def _score(ops: Any, img: _Image, method: str, tau: float, ignore_index: int | N
     scores = np.asarray(scores, dtype=np.float64)
     if selected:
         scores = np.where(np.isin(img.ids, np.asarray(selected, dtype=np.int64)), 0.0, scores)
-    return SuperpixelScores(ids=img.ids.copy(), scores=scores, rep_yx=rep_yx,
-                            dominant=dominant, sizes=sizes.astype(np.int64),
-                            expanded_sizes=np.asarray(expanded_sizes, dtype=np.int64))
+    return SuperpixelScores(
+        ids=img.ids.copy(),
+        scores=scores,
+        rep_yx=rep_yx,
+        dominant=dominant,
+        sizes=sizes.astype(np.int64),
+        expanded_sizes=np.asarray(expanded_sizes, dtype=np.int64),
+    )
 
 
-def _classbal(unc: np.ndarray, dominant: np.ndarray, num_classes: int, class_prior: Any,
-              score_range: Any) -> np.ndarray:
+def _classbal(
+    unc: np.ndarray, dominant: np.ndarray, num_classes: int, class_prior: Any, score_range: Any
+) -> np.ndarray:
     if score_range is not None:
         lo, hi = (float(v) for v in score_range)
     else:
@@ -748,9 +785,7 @@ def _classbal(unc: np.ndarray, dominant: np.ndarray, num_classes: int, class_pri
     else:
         prior = np.asarray(class_prior, dtype=np.float64)
         if prior.shape != (num_classes,):
-            raise ValueError(
-                f"class_prior must have shape ({num_classes},), got {prior.shape}"
-            )
+            raise ValueError(f"class_prior must have shape ({num_classes},), got {prior.shape}")
     return unc_norm * np.exp(-prior[dominant])
 
 
@@ -825,8 +860,18 @@ def score_superpixels(
     else:
         image = _prepare_torch(probs, superpixels, labels, ignore_index, backend)
         ops = _TorchOps(backend)
-    return _score(ops, image, method, tau, ignore_index, seed, class_prior, class_weights,
-                  score_range, selected)
+    return _score(
+        ops,
+        image,
+        method,
+        tau,
+        ignore_index,
+        seed,
+        class_prior,
+        class_weights,
+        score_range,
+        selected,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -850,8 +895,9 @@ def _cos_to_vector(P: np.ndarray, v: np.ndarray) -> np.ndarray:
     return dot / np.maximum(np.sqrt(sq) * vnorm, _TINY)
 
 
-def expansion_mask(probs: Any, superpixels: Any, sp_id: int, rep_yx: Any,
-                   tau: float) -> np.ndarray:
+def expansion_mask(
+    probs: Any, superpixels: Any, sp_id: int, rep_yx: Any, tau: float
+) -> np.ndarray:
     """E(s) of superpixel ``sp_id`` as an (H, W) bool mask (Kim et al., ICML 2024).
 
     ``E(s) = {x in s : cos(P(.|x), P(.|rep(s))) >= tau}``; ``tau <= 0`` gives all of s. The
@@ -879,8 +925,14 @@ def expansion_mask(probs: Any, superpixels: Any, sp_id: int, rep_yx: Any,
     return out
 
 
-def score_loop(probs: Any, superpixels: Any, labels: Any, method: str = "sim",
-               tau: float = 0.0, ignore_index: int | None = 255) -> SuperpixelScores:
+def score_loop(
+    probs: Any,
+    superpixels: Any,
+    labels: Any,
+    method: str = "sim",
+    tau: float = 0.0,
+    ignore_index: int | None = 255,
+) -> SuperpixelScores:
     """Plain per-superpixel Python loop with the semantics of :func:`score_superpixels`.
 
     A readable reference, one superpixel at a time, used to cross-check the vectorised
@@ -894,9 +946,14 @@ def score_loop(probs: Any, superpixels: Any, labels: Any, method: str = "sim",
     P = _to_numpy(probs)
     sp = _to_numpy(superpixels)
     lab = _to_numpy(labels)
-    _check_shapes(P.shape, np.issubdtype(P.dtype, np.floating), sp.shape,
-                  np.issubdtype(sp.dtype, np.integer), lab.shape,
-                  np.issubdtype(lab.dtype, np.integer))
+    _check_shapes(
+        P.shape,
+        np.issubdtype(P.dtype, np.floating),
+        sp.shape,
+        np.issubdtype(sp.dtype, np.integer),
+        lab.shape,
+        np.issubdtype(lab.dtype, np.integer),
+    )
     P = P.astype(np.float32, copy=False)
     num_classes = P.shape[0]
     ids = np.unique(sp)
@@ -913,9 +970,7 @@ def score_loop(probs: Any, superpixels: Any, labels: Any, method: str = "sim",
         pred = vecs.argmax(axis=0)
         dom = int(np.bincount(pred, minlength=num_classes).argmax())
         dom_idx = np.flatnonzero(pred == dom)
-        mean = (vecs[:, dom_idx].astype(np.float64).sum(axis=1) / len(dom_idx)).astype(
-            np.float32
-        )
+        mean = (vecs[:, dom_idx].astype(np.float64).sum(axis=1) / len(dom_idx)).astype(np.float32)
         cos = _cos_to_vector(vecs[:, dom_idx], mean)
         r = int(dom_idx[np.flatnonzero(cos == cos.max())[0]])  # first of the maxima
         w = _cos_to_vector(vecs, vecs[:, r]).astype(np.float64)
@@ -935,5 +990,11 @@ def score_loop(probs: Any, superpixels: Any, labels: Any, method: str = "sim",
         dominant[i] = dom
         sizes[i] = len(ys)
         expanded[i] = int(in_e.sum())
-    return SuperpixelScores(ids=ids, scores=scores, rep_yx=rep_yx, dominant=dominant,
-                            sizes=sizes, expanded_sizes=expanded)
+    return SuperpixelScores(
+        ids=ids,
+        scores=scores,
+        rep_yx=rep_yx,
+        dominant=dominant,
+        sizes=sizes,
+        expanded_sizes=expanded,
+    )

@@ -76,8 +76,9 @@ def expand_answer(labels: Any, region: Any, answer: int) -> tuple[np.ndarray, in
     return new, changed
 
 
-def region_mask(superpixels: Any, sp_id: int, probs: Any = None, rep_yx: Any = None,
-                tau: float = 0.0) -> np.ndarray:
+def region_mask(
+    superpixels: Any, sp_id: int, probs: Any = None, rep_yx: Any = None, tau: float = 0.0
+) -> np.ndarray:
     """E(s) as an (H, W) bool mask: all of superpixel ``sp_id`` when ``tau <= 0``.
 
     With ``tau > 0`` only the pixels whose probability vector has cosine >= tau with the
@@ -90,8 +91,14 @@ def region_mask(superpixels: Any, sp_id: int, probs: Any = None, rep_yx: Any = N
     return expansion_mask(probs, superpixels, sp_id, rep_yx, tau)
 
 
-def oracle_answer(gt: Any, labels: Any, region: Any, rule: str = "majority",
-                  rep_yx: Any = None, ignore_index: int | None = 255) -> int | None:
+def oracle_answer(
+    gt: Any,
+    labels: Any,
+    region: Any,
+    rule: str = "majority",
+    rep_yx: Any = None,
+    ignore_index: int | None = 255,
+) -> int | None:
     """Simulated annotator for one query on ``region`` = E(s).
 
     If more than 50% of the region currently matches the ground truth (ground-truth ignore
@@ -138,16 +145,20 @@ def oracle_answer(gt: Any, labels: Any, region: Any, rule: str = "majority",
     return int(np.bincount(g).argmax())
 
 
-def answer_query(gt: Any, labels: Any, region: Any, rule: str = "majority",
-                 rep_yx: Any = None, ignore_index: int | None = 255
-                 ) -> tuple[np.ndarray, AnswerOutcome]:
+def answer_query(
+    gt: Any,
+    labels: Any,
+    region: Any,
+    rule: str = "majority",
+    rep_yx: Any = None,
+    ignore_index: int | None = 255,
+) -> tuple[np.ndarray, AnswerOutcome]:
     """Ask the simulated annotator about ``region`` and expand its answer.
 
     Returns ``(new_labels, AnswerOutcome)``; on a no-op the labels are returned unchanged (a
     copy) with ``changed == 0`` and ``answer is None``.
     """
-    answer = oracle_answer(gt, labels, region, rule=rule, rep_yx=rep_yx,
-                           ignore_index=ignore_index)
+    answer = oracle_answer(gt, labels, region, rule=rule, rep_yx=rep_yx, ignore_index=ignore_index)
     if answer is None:
         return np.array(labels, copy=True), AnswerOutcome(changed=0, answer=None)
     new, changed = expand_answer(labels, region, answer)

@@ -108,8 +108,10 @@ class ConfusionMatrix:
         return float(np.trace(self.matrix) / total)
 
     def __repr__(self) -> str:
-        return (f"ConfusionMatrix(num_classes={self.num_classes}, "
-                f"ignore_index={self.ignore_index}, total={self.total})")
+        return (
+            f"ConfusionMatrix(num_classes={self.num_classes}, "
+            f"ignore_index={self.ignore_index}, total={self.total})"
+        )
 
 
 def data_miou(pred: Any, gt: Any, num_classes: int, ignore_index: int | None = 255) -> float:

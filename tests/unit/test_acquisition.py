@@ -81,23 +81,26 @@ def test_tiny_entropy_and_margin():
         ent.scores, [_ent(0.8, 0.2), (6 * _ent(0.3, 0.7) + 2 * _ent(0.9, 0.1)) / 8], rtol=1e-5
     )
     mar = score_superpixels(probs, sp, labels, "margin")
-    np.testing.assert_allclose(mar.scores, [1 - 0.6, (6 * (1 - 0.4) + 2 * (1 - 0.8)) / 8],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        mar.scores, [1 - 0.6, (6 * (1 - 0.4) + 2 * (1 - 0.8)) / 8], rtol=1e-5
+    )
 
 
 def test_entropy_clips_zero_probabilities():
     probs = np.zeros((3, 1, 2), np.float32)
     probs[0] = 1.0  # one-hot: entropy 0, no nan from log(0)
-    res = score_superpixels(probs, np.ones((1, 2), np.uint16), np.zeros((1, 2), np.uint8),
-                            "entropy")
+    res = score_superpixels(
+        probs, np.ones((1, 2), np.uint16), np.zeros((1, 2), np.uint8), "entropy"
+    )
     assert np.isfinite(res.scores).all()
     np.testing.assert_allclose(res.scores, [0.0], atol=1e-9)
 
 
 def test_margin_single_class_is_zero():
     probs = np.ones((1, 2, 2), np.float32)
-    res = score_superpixels(probs, np.ones((2, 2), np.uint16), np.zeros((2, 2), np.uint8),
-                            "margin")
+    res = score_superpixels(
+        probs, np.ones((2, 2), np.uint16), np.zeros((2, 2), np.uint8), "margin"
+    )
     np.testing.assert_array_equal(res.scores, [0.0])
 
 
@@ -107,13 +110,14 @@ def test_tiny_classbal():
     res = score_superpixels(probs, sp, labels, "classbal")
     np.testing.assert_allclose(res.scores, [0.0, math.exp(-0.5)], rtol=1e-5, atol=1e-7)
     # dataset-level range and prior
-    res = score_superpixels(probs, sp, labels, "classbal", score_range=(0.0, 1.0),
-                            class_prior=[0.9, 0.1])
-    np.testing.assert_allclose(res.scores, [0.4 * math.exp(-0.9), 0.5 * math.exp(-0.1)],
-                               rtol=1e-5)
+    res = score_superpixels(
+        probs, sp, labels, "classbal", score_range=(0.0, 1.0), class_prior=[0.9, 0.1]
+    )
+    np.testing.assert_allclose(res.scores, [0.4 * math.exp(-0.9), 0.5 * math.exp(-0.1)], rtol=1e-5)
     # already selected regions get 0
-    res = score_superpixels(probs, sp, labels, "classbal", score_range=(0.0, 1.0),
-                            class_prior=[0.9, 0.1], selected={2})
+    res = score_superpixels(
+        probs, sp, labels, "classbal", score_range=(0.0, 1.0), class_prior=[0.9, 0.1], selected={2}
+    )
     np.testing.assert_allclose(res.scores, [0.4 * math.exp(-0.9), 0.0], rtol=1e-5)
 
 
@@ -191,11 +195,14 @@ def test_rep_is_chosen_among_dominant_class_pixels_only():
     # one superpixel of 3 pixels in a row. Dominant class 0 (2 pixels); the first pixel has
     # argmax 1 but is closer (cosine) to the dominant mean (0.5, 0.25, 0.25) than both
     # dominant pixels, which tie with each other.
-    probs = np.array([
-        [[0.40, 0.50, 0.50]],
-        [[0.41, 0.45, 0.05]],
-        [[0.19, 0.05, 0.45]],
-    ], dtype=np.float32)
+    probs = np.array(
+        [
+            [[0.40, 0.50, 0.50]],
+            [[0.41, 0.45, 0.05]],
+            [[0.19, 0.05, 0.45]],
+        ],
+        dtype=np.float32,
+    )
     mean = np.array([0.5, 0.25, 0.25])
 
     def cos(v):
@@ -213,10 +220,13 @@ def test_rep_is_chosen_among_dominant_class_pixels_only():
 
 def test_rep_highest_cosine_wins_over_row_major_order():
     # dominant class 0 everywhere; the last pixel is the mean vector itself
-    probs = np.array([
-        [[0.9, 0.6, 0.75]],
-        [[0.1, 0.4, 0.25]],
-    ], dtype=np.float32)
+    probs = np.array(
+        [
+            [[0.9, 0.6, 0.75]],
+            [[0.1, 0.4, 0.25]],
+        ],
+        dtype=np.float32,
+    )
     res = score_superpixels(probs, np.ones((1, 3), np.uint16), np.zeros((1, 3), np.uint8))
     np.testing.assert_array_equal(res.rep_yx, [[0, 2]])
 
@@ -328,8 +338,7 @@ def test_non_contiguous_and_large_uint16_ids():
         for device in ("cpu", "torch"):
             res = score_superpixels(probs, sp2, labels, "sim", device=device)
             np.testing.assert_array_equal(res.ids, [a, b])
-            np.testing.assert_allclose(res.scores, [8 * 0.8, 6 * 0.3 + 2 * COS_2 * 0.9],
-                                       rtol=1e-6)
+            np.testing.assert_allclose(res.scores, [8 * 0.8, 6 * 0.3 + 2 * COS_2 * 0.9], rtol=1e-6)
     # huge int64 ids take the unique() path
     sp3 = np.where(sp == 1, 10**12, 5).astype(np.int64)
     res = score_superpixels(probs, sp3, labels, "sim")
@@ -341,9 +350,12 @@ def test_non_contiguous_and_large_uint16_ids():
 
 def test_order_sorts_by_score_then_id():
     res = SuperpixelScores(
-        ids=np.array([4, 2, 9, 1]), scores=np.array([0.5, 0.7, 0.5, 0.1]),
-        rep_yx=np.zeros((4, 2), np.int64), dominant=np.zeros(4, np.int64),
-        sizes=np.ones(4, np.int64), expanded_sizes=np.ones(4, np.int64),
+        ids=np.array([4, 2, 9, 1]),
+        scores=np.array([0.5, 0.7, 0.5, 0.1]),
+        rep_yx=np.zeros((4, 2), np.int64),
+        dominant=np.zeros(4, np.int64),
+        sizes=np.ones(4, np.int64),
+        expanded_sizes=np.ones(4, np.int64),
     )
     np.testing.assert_array_equal(res.order(), [1, 0, 2, 3])
 
@@ -402,8 +414,9 @@ def test_auto_device_runs():
 # numpy vs torch vs the plain loop on random inputs
 
 
-def _random_case(seed: int, num_classes: int = 7, h: int = 37, w: int = 53,
-                 quantize: bool = False):
+def _random_case(
+    seed: int, num_classes: int = 7, h: int = 37, w: int = 53, quantize: bool = False
+):
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(num_classes, h, w)) * 2.0
     if quantize:  # few distinct vectors: many exact ties in the representative choice
@@ -443,8 +456,9 @@ def test_numpy_and_torch_agree(method, seed):
 def test_torch_tensor_inputs_use_torch_and_agree():
     probs, sp, labels = _random_case(4, num_classes=21)
     a = score_superpixels(probs, sp, labels, "sim")
-    b = score_superpixels(torch.from_numpy(probs), torch.from_numpy(sp.astype(np.int64)),
-                          torch.from_numpy(labels))
+    b = score_superpixels(
+        torch.from_numpy(probs), torch.from_numpy(sp.astype(np.int64)), torch.from_numpy(labels)
+    )
     _assert_same(a, b)
     c = score_superpixels(torch.from_numpy(probs), sp, labels, device="numpy")
     _assert_same(a, c)
@@ -490,15 +504,18 @@ def test_saturated_ties_resolved_identically(seed):
         _assert_same(a, score_superpixels(probs, sp, labels, method, device="torch"))
         _assert_same(a, score_loop(probs, sp, labels, method))
     for method in ("abc", "classbal", "entropy"):
-        _assert_same(score_superpixels(probs, sp, labels, method),
-                     score_superpixels(probs, sp, labels, method, device="torch"))
+        _assert_same(
+            score_superpixels(probs, sp, labels, method),
+            score_superpixels(probs, sp, labels, method, device="torch"),
+        )
 
 
 @pytest.mark.parametrize("device", ["torch:cpu", "TORCH", "numpy"])
 def test_device_spellings(device):
     probs, sp, labels = _random_case(11)
-    _assert_same(score_superpixels(probs, sp, labels, device=device),
-                 score_superpixels(probs, sp, labels))
+    _assert_same(
+        score_superpixels(probs, sp, labels, device=device), score_superpixels(probs, sp, labels)
+    )
 
 
 def test_torch_device_object_and_half_precision_tensor():
