@@ -188,7 +188,7 @@ class FieldModel(ProbabilityModel):
             raise ALCError(f"the collection has no field {self.field!r} with probability maps")
 
     def predict(self, sample, superpixels, image=None):
-        value = sample.get(self.field, None)
+        value = sample[self.field] if sample.has_field(self.field) else None
         if value is None:
             raise SampleError(sample.id, f"field {self.field!r} is empty", sample.filepath)
         if isinstance(value, str):

@@ -123,7 +123,7 @@ def read_png_array(path: str | Path, sample_id: str | None = None) -> np.ndarray
 
 def read_segmentation(sample, field: str) -> np.ndarray:
     """The class (or id) map of ``sample[field]`` (an ``fo.Segmentation``), validated."""
-    seg = sample.get(field, None)
+    seg = sample[field] if sample.has_field(field) else None
     if seg is None:
         raise SampleError(sample.id, f"field {field!r} is empty", sample.filepath)
     if getattr(seg, "mask_path", None):

@@ -328,3 +328,24 @@ def test_export_and_save_revised_version(ranked, tmp_path, unique_name):
             alc.save_revised_version(ds, name, label_field="pseudo")
     finally:
         v2.delete()
+
+
+def test_corrupt_labels_seeded_per_sample(demo):
+    from alc_fiftyone.core.noise import error_rate
+
+    summary = alc.corrupt_labels(demo, "ground_truth", "noisy", rate=0.2, seed=5)
+    assert summary["processed"] == len(demo)
+    assert demo.mask_targets["noisy"] == demo.mask_targets["ground_truth"]
+    rates = [
+        error_rate(read_segmentation(s, "noisy"), read_segmentation(s, "ground_truth"), 255)
+        for s in demo
+    ]
+    assert abs(np.mean(rates) - 0.2) < 0.03
+    first = [read_segmentation(s, "noisy") for s in demo]
+    # the noise of a sample depends on the seed and its file name, not on the view
+    alc.corrupt_labels(demo.skip(2), "ground_truth", "noisy", rate=0.2, seed=5)
+    again = [read_segmentation(s, "noisy") for s in demo]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    alc.corrupt_labels(demo, "ground_truth", "noisy", rate=0.2, seed=6)
+    other = [read_segmentation(s, "noisy") for s in demo]
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
