@@ -103,33 +103,53 @@ def _abc_weights(samples, read_labels, superpixel_field, answered, num_classes, 
     return acq.abc_class_weights(counts)
 
 
-def _query_payload(probs, sp, labels, slc, sp_id, rep_yx, tau, names, ignore, num_suggestions):
-    """Everything a query needs, computed while the image's arrays are in memory."""
-    region = sp[slc] == sp_id
-    if tau > 0:
-        p = probs[:, slc[0], slc[1]]
-        rep = probs[:, rep_yx[0], rep_yx[1]]
-        num = np.tensordot(rep, p, axes=(0, 0))
-        den = np.linalg.norm(p, axis=0) * (np.linalg.norm(rep) + 1e-12) + 1e-12
-        region &= (num / den) >= tau
-        region[rep_yx[0] - slc[0].start, rep_yx[1] - slc[1].start] = True
-    rows = np.flatnonzero(region.any(axis=1))
-    cols = np.flatnonzero(region.any(axis=0))
-    y0, y1 = slc[0].start + rows[0], slc[0].start + rows[-1] + 1
-    x0, x1 = slc[1].start + cols[0], slc[1].start + cols[-1] + 1
-    crop = region[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    mean = probs[:, y0:y1, x0:x1][:, crop].mean(axis=1)
-    top = np.argsort(-mean, kind="stable")[:num_suggestions]
-    current = int(labels[rep_yx[0], rep_yx[1]])
-    return {
-        "bbox_px": [int(x0), int(y0), int(x1 - x0), int(y1 - y0)],
-        "mask": crop,
-        "current_value": current,
-        "label": names.get(current, "ignore" if current == ignore else str(current)),
-        "num_pixels": int(crop.sum()),
-        "suggestions": [names.get(int(c), str(int(c))) for c in top],
-        "suggestion_scores": [round(float(mean[c]), 4) for c in top],
-    }
+@dataclass
+class _QueryMaker:
+    """Builds a query's content while the image's arrays are in memory."""
+
+    names: dict[int, str]
+    ignore: int | None
+    tau: float
+    num_suggestions: int
+
+    def candidate(self, key, sample_id, image, res, i, score) -> _Candidate:
+        """The query for superpixel ``res.ids[i]``; ``image`` = (probs, sp, labels, slices)."""
+        probs, sp, labels, slices = image
+        sp_id = int(res.ids[i])
+        rep_yx = res.rep_yx[i]
+        slc = slices[sp_id - 1]
+        region = sp[slc] == sp_id
+        if self.tau > 0:
+            p = probs[:, slc[0], slc[1]]
+            rep = probs[:, rep_yx[0], rep_yx[1]]
+            num = np.tensordot(rep, p, axes=(0, 0))
+            den = np.linalg.norm(p, axis=0) * (np.linalg.norm(rep) + 1e-12) + 1e-12
+            region &= (num / den) >= self.tau
+            region[rep_yx[0] - slc[0].start, rep_yx[1] - slc[1].start] = True
+        rows = np.flatnonzero(region.any(axis=1))
+        cols = np.flatnonzero(region.any(axis=0))
+        y0, y1 = slc[0].start + rows[0], slc[0].start + rows[-1] + 1
+        x0, x1 = slc[1].start + cols[0], slc[1].start + cols[-1] + 1
+        crop = region[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        mean = probs[:, y0:y1, x0:x1][:, crop].mean(axis=1)
+        top = np.argsort(-mean, kind="stable")[: self.num_suggestions]
+        current = int(labels[rep_yx[0], rep_yx[1]])
+        names = self.names
+        payload = {
+            "bbox_px": [int(x0), int(y0), int(x1 - x0), int(y1 - y0)],
+            "mask": crop,
+            "current_value": current,
+            "label": names.get(current, "ignore" if current == self.ignore else str(current)),
+            "num_pixels": int(crop.sum()),
+            "suggestions": [names.get(int(c), str(int(c))) for c in top],
+            "suggestion_scores": [round(float(mean[c]), 4) for c in top],
+            "score": float(score),
+            "superpixel_id": sp_id,
+            "rep_yx": rep_yx.tolist(),
+            "size": int(res.sizes[i]),
+            "shape": sp.shape,
+        }
+        return _Candidate(key, sample_id, payload)
 
 
 def rank_superpixels(
@@ -204,6 +224,7 @@ def rank_superpixels(
             ignore,
         )
     score_method = "margin" if method == "classbal" else method
+    maker = _QueryMaker(names, ignore, tau, num_suggestions)
     heap: list[_Candidate] = []
     classbal_rows: list[tuple] = []  # (sample order, ids, raw scores, dominant) for ClassBal
     num_excluded = 0
@@ -245,22 +266,7 @@ def rank_superpixels(
         if method == "classbal":
             classbal_rows.append((order, sample.id, res, keep))
             continue
-        _push_candidates(
-            heap,
-            n_budget,
-            res,
-            keep,
-            res.scores,
-            order,
-            sample.id,
-            probs,
-            sp,
-            labels,
-            tau,
-            names,
-            ignore,
-            num_suggestions,
-        )
+        _push_candidates(heap, n_budget, res, keep, order, sample.id, (probs, sp, labels), maker)
     if method == "classbal":
         heap = _classbal_select(
             classbal_rows,
@@ -270,12 +276,7 @@ def rank_superpixels(
             superpixel_field,
             read_labels,
             prob_model,
-            tau,
-            names,
-            ignore,
-            num_suggestions,
-            exclude_answered,
-            answered,
+            maker,
         )
     t_score = time.perf_counter() - t0
 
@@ -382,55 +383,22 @@ def _is_detections(samples, field_name: str) -> bool:
     return getattr(f, "document_type", None) is fo.Detections
 
 
-def _push_candidates(
-    heap,
-    budget,
-    res,
-    keep,
-    scores,
-    order,
-    sample_id,
-    probs,
-    sp,
-    labels,
-    tau,
-    names,
-    ignore,
-    num_suggestions,
-):
+def _push_candidates(heap, budget, res, keep, order, sample_id, arrays, maker):
+    """Offer an image's superpixels to the global top-``budget`` heap (best first; a query's
+    content is built only for superpixels that make it in)."""
     idx = np.flatnonzero(keep)
     if len(idx) == 0:
         return
     # best first within the image; ties by smaller superpixel id (ids ascending already)
-    idx = idx[np.argsort(-scores[idx], kind="stable")]
-    slices = None
+    idx = idx[np.argsort(-res.scores[idx], kind="stable")]
+    image = None
     for i in idx:
-        key = (float(scores[i]), -order, -int(res.ids[i]))
+        key = (float(res.scores[i]), -order, -int(res.ids[i]))
         if len(heap) >= budget and key <= heap[0].key:
             break
-        if slices is None:
-            slices = ndimage.find_objects(sp)
-        sp_id = int(res.ids[i])
-        payload = _query_payload(
-            probs,
-            sp,
-            labels,
-            slices[sp_id - 1],
-            sp_id,
-            res.rep_yx[i],
-            tau,
-            names,
-            ignore,
-            num_suggestions,
-        )
-        payload.update(
-            score=float(scores[i]),
-            superpixel_id=sp_id,
-            rep_yx=res.rep_yx[i].tolist(),
-            size=int(res.sizes[i]),
-            shape=sp.shape,
-        )
-        cand = _Candidate(key, sample_id, payload)
+        if image is None:
+            image = (*arrays, ndimage.find_objects(arrays[1]))
+        cand = maker.candidate(key, sample_id, image, res, i, res.scores[i])
         if len(heap) < budget:
             heapq.heappush(heap, cand)
         else:
@@ -438,19 +406,7 @@ def _push_candidates(
 
 
 def _classbal_select(
-    rows,
-    budget,
-    num_classes,
-    work,
-    superpixel_field,
-    read_labels,
-    prob_model,
-    tau,
-    names,
-    ignore,
-    num_suggestions,
-    exclude_answered,
-    answered,
+    rows, budget, num_classes, work, superpixel_field, read_labels, prob_model, maker
 ):
     """ClassBal (Cai et al. 2021) needs dataset-level statistics: the share of regions per
     dominant class and the range of the uncertainty. Scores are finished here, then the
@@ -465,43 +421,20 @@ def _classbal_select(
     best = []
     for order, sid, res, keep in rows:
         s = (res.scores - lo) / span * np.exp(-prior[res.dominant])
-        s = np.where(keep, s, 0.0)
         for i in np.flatnonzero(keep):
-            best.append(((float(s[i]), -order, -int(res.ids[i])), sid, res, i, s))
+            best.append(((float(s[i]), -order, -int(res.ids[i])), sid, res, i, s[i]))
     best.sort(key=lambda t: t[0], reverse=True)
-    best = best[:budget]
-    heap = []
     by_sample: dict[str, list] = {}
-    for item in best:
+    for item in best[:budget]:
         by_sample.setdefault(item[1], []).append(item)
+    heap = []
     for sample in work.select(list(by_sample)).iter_samples():
         sp = read_segmentation(sample, superpixel_field)
-        labels = read_labels(sample)
         image = read_image(sample) if prob_model.needs_image else None
         probs = prob_model.predict(sample, sp, image)
-        slices = ndimage.find_objects(sp)
-        for key, sid, res, i, s in by_sample[sample.id]:
-            sp_id = int(res.ids[i])
-            payload = _query_payload(
-                probs,
-                sp,
-                labels,
-                slices[sp_id - 1],
-                sp_id,
-                res.rep_yx[i],
-                tau,
-                names,
-                ignore,
-                num_suggestions,
-            )
-            payload.update(
-                score=float(s[i]),
-                superpixel_id=sp_id,
-                rep_yx=res.rep_yx[i].tolist(),
-                size=int(res.sizes[i]),
-                shape=sp.shape,
-            )
-            heap.append(_Candidate(key, sid, payload))
+        arrays = (probs, sp, read_labels(sample), ndimage.find_objects(sp))
+        for key, sid, res, i, score in by_sample[sample.id]:
+            heap.append(maker.candidate(key, sid, arrays, res, i, score))
     return heap
 
 
