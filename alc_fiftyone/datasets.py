@@ -39,9 +39,6 @@ from .progress import ProgressCallback, track
 __all__ = [
     "IGNORE_INDEX",
     "VOC_CLASSES",
-    "class_names",
-    "get_alc_info",
-    "ignore_index",
     "load_image_masks",
     "load_voc",
     "make_demo_dataset",
@@ -106,38 +103,6 @@ _MAX_LISTED = 5
 # --------------------------------------------------------------------------------------------
 # reading dataset-level information
 # --------------------------------------------------------------------------------------------
-
-
-def get_alc_info(dataset) -> dict:
-    """A copy of ``dataset.info["alc"]`` (empty when the dataset was not made by alc-fiftyone)."""
-    info = (dataset.info or {}).get("alc") or {}
-    return dict(info)
-
-
-def ignore_index(dataset) -> int | None:
-    """The value that means "ignore" in the dataset's label masks, or None when there is none."""
-    value = get_alc_info(dataset).get("ignore_index")
-    return None if value is None else int(value)
-
-
-def class_names(dataset, field: str | None = None) -> dict[int, str]:
-    """``{mask value: class name}`` of a Segmentation field.
-
-    Read from ``dataset.mask_targets[field]`` (the ignore value included, as ``"void"``);
-    when the field has no mask targets, built from ``info["alc"]["classes"]`` (index order) and
-    the recorded ignore value. ``field`` defaults to the recorded label field.
-    """
-    info = get_alc_info(dataset)
-    if field is None:
-        field = info.get("label_field")
-    targets = (dataset.mask_targets or {}).get(field) if field else None
-    if targets:
-        return {int(k): str(v) for k, v in sorted(targets.items(), key=lambda kv: int(kv[0]))}
-    names = {i: str(n) for i, n in enumerate(info.get("classes") or [])}
-    ign = info.get("ignore_index")
-    if names and ign is not None and int(ign) not in names:
-        names[int(ign)] = IGNORE_NAME
-    return names
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,9 +27,13 @@ def update_alc_info(dataset, **changes) -> dict:
 
 
 def get_ignore_index(dataset, field: str | None = None) -> int | None:
+    """The value meaning "ignore" in the label masks (None: there is none). Recorded in
+    ``info["alc"]`` by the loaders; otherwise guessed from a "void"-like mask target name,
+    else 255 (VOC, Cityscapes)."""
     info = alc_info(dataset)
     if "ignore_index" in info:
-        return info["ignore_index"]
+        value = info["ignore_index"]
+        return None if value is None else int(value)
     targets = mask_targets(dataset, field) if field else {}
     for value, name in targets.items():
         if str(name).lower() in ("void", "ignore", "unlabelled", "unlabeled"):
@@ -42,17 +46,32 @@ def mask_targets(dataset, field: str) -> dict[int, str]:
     return {int(k): str(v) for k, v in targets.items()}
 
 
+def class_names(dataset, field: str | None = None) -> dict[int, str]:
+    """``{mask value: class name}`` of a Segmentation field (the ignore value included).
+
+    Read from ``dataset.mask_targets[field]``; when the field has none, built from
+    ``info["alc"]["classes"]`` (index order) and the recorded ignore value (named "void").
+    ``field`` defaults to the recorded label field.
+    """
+    info = alc_info(dataset)
+    field = field or info.get("label_field")
+    names = dict(sorted(mask_targets(dataset, field).items())) if field else {}
+    if names:
+        return names
+    names = {i: str(n) for i, n in enumerate(info.get("classes") or [])}
+    ignore = info.get("ignore_index")
+    if names and ignore is not None and int(ignore) not in names:
+        names[int(ignore)] = "void"
+    return names
+
+
 def class_table(dataset, field: str) -> tuple[dict[int, str], int | None, int]:
     """(names by value, ignore value, number of classes C) for a label field.
 
     C is one more than the largest non-ignore class value; class values are 0..C-1.
     """
     ignore = get_ignore_index(dataset, field)
-    names = mask_targets(dataset, field)
-    if not names:
-        classes = alc_info(dataset).get("classes")
-        if classes:
-            names = {i: str(n) for i, n in enumerate(classes)}
+    names = class_names(dataset, field)
     if not names:
         raise ALCError(
             f"no classes known for field {field!r}: set dataset.mask_targets[{field!r}] = "

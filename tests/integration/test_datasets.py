@@ -13,14 +13,14 @@ from PIL import Image
 from alc_fiftyone import datasets as ds_mod
 from alc_fiftyone.datasets import (
     VOC_CLASSES,
-    class_names,
-    get_alc_info,
-    ignore_index,
     load_image_masks,
     load_voc,
     make_demo_dataset,
 )
 from alc_fiftyone.errors import SampleError
+from alc_fiftyone.labels import alc_info as get_alc_info
+from alc_fiftyone.labels import class_names
+from alc_fiftyone.labels import get_ignore_index as ignore_index
 from alc_fiftyone.storage import alc_dir
 
 CAMVID = [
