@@ -189,11 +189,12 @@ def _image_header(path: Path, key: str) -> _ImageHeader:
 def _check_size(
     key: str, image_path: Path, header: _ImageHeader, mask: np.ndarray, field: str
 ) -> None:
-    storage.check_size(
+    storage.check_same_size(
         SimpleNamespace(id=key, filepath=str(image_path)),
+        f"{field!r} mask",
+        mask.shape,
+        "the image",
         (header.height, header.width),
-        mask,
-        field,
     )
 
 

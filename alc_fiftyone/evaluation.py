@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .core.metrics import ConfusionMatrix
-from .errors import SampleError
 from .labels import check_class_values, class_table, read_current_labels, require_nonempty
 from .progress import ProgressCallback, track
-from .storage import read_segmentation
+from .storage import check_same_size, read_segmentation
 
 
 def confusion(
@@ -29,13 +28,7 @@ def confusion(
     for sample in track(view.iter_samples(), len(view), progress, "evaluate"):
         pred = read_current_labels(sample, label_field, revised_field)
         gt = read_segmentation(sample, gt_field)
-        if pred.shape != gt.shape:
-            raise SampleError(
-                sample.id,
-                f"{label_field!r} is {pred.shape[1]}x{pred.shape[0]} but {gt_field!r} is "
-                f"{gt.shape[1]}x{gt.shape[0]}",
-                sample.filepath,
-            )
+        check_same_size(sample, repr(label_field), pred.shape, repr(gt_field), gt.shape)
         check_class_values(sample, pred, num_classes, ignore, label_field)
         check_class_values(sample, gt, num_classes, ignore, gt_field)
         cm.update(pred, gt)

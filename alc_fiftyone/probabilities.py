@@ -28,7 +28,7 @@ import numpy as np
 from .core import probabilities as cp
 from .errors import ALCError, SampleError
 from .progress import ProgressCallback, track
-from .storage import read_image, read_segmentation
+from .storage import check_same_size, read_image, read_segmentation
 
 LabelReader = Callable[[object], np.ndarray]
 
@@ -65,16 +65,6 @@ class ProbabilityModel:
         return {"name": self.name}
 
 
-def _check_same_size(sample, what: str, shape, sp_shape) -> None:
-    if tuple(shape) != tuple(sp_shape):
-        raise SampleError(
-            sample.id,
-            f"{what} ({shape[1]}x{shape[0]}) and superpixels ({sp_shape[1]}x{sp_shape[0]}) "
-            "differ in size",
-            sample.filepath,
-        )
-
-
 class FeatureModel(ProbabilityModel):
     """CPU baseline: superpixel features + a classifier, out of fold by image."""
 
@@ -102,12 +92,12 @@ class FeatureModel(ProbabilityModel):
         for sample in track(samples.iter_samples(), len(samples), ctx.progress, "features"):
             sp = read_segmentation(sample, ctx.superpixel_field)
             labels = ctx.read_labels(sample)
-            _check_same_size(sample, "labels", labels.shape, sp.shape)
+            check_same_size(sample, "the labels", labels.shape, "the superpixel map", sp.shape)
             key = (sample.id, sample[ctx.superpixel_field].mask_path)
             cached = self._cache.get(key)
             if cached is None:
                 image = read_image(sample)
-                _check_same_size(sample, "image", image.shape[:2], sp.shape)
+                check_same_size(sample, "the image", image.shape, "the superpixel map", sp.shape)
                 # features depend on the image and superpixels only: kept across rounds
                 cached = self._cache[key] = cp.superpixel_features(image, sp)
             ids, feats = cached

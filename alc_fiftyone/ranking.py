@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from .core import acquisition as acq
-from .errors import ALCError, SampleError
+from .errors import ALCError
 from .labels import (
     alc_info,
     check_class_values,
@@ -32,7 +32,7 @@ from .labels import (
 from .noise import sample_seed
 from .probabilities import FitContext, ProbabilityModel, get_model
 from .progress import ProgressCallback, track
-from .storage import read_image, read_segmentation
+from .storage import check_same_size, read_image, read_segmentation
 
 ANSWERED = ("confirmed", "corrected")
 STATUSES = ("pending", "claimed", "confirmed", "corrected", "skipped")
@@ -236,13 +236,7 @@ def rank_superpixels(
         sp = read_segmentation(sample, superpixel_field)
         labels = read_labels(sample)
         sp_paths[sample.id] = sample[superpixel_field].mask_path
-        if sp.shape != labels.shape:
-            raise SampleError(
-                sample.id,
-                f"superpixels ({sp.shape[1]}x{sp.shape[0]}) and labels "
-                f"({labels.shape[1]}x{labels.shape[0]}) differ in size",
-                sample.filepath,
-            )
+        check_same_size(sample, "the superpixel map", sp.shape, "the labels", labels.shape)
         image = read_image(sample) if prob_model.needs_image else None
         probs = prob_model.predict(sample, sp, image)
         res = acq.score_superpixels(

@@ -157,12 +157,12 @@ def read_image(sample_or_path, sample_id: str | None = None) -> np.ndarray:
         raise SampleError(sample_id, f"cannot read image: {e}", path) from e
 
 
-def check_size(sample, image_shape, mask: np.ndarray, field: str) -> None:
-    """Raise a SampleError when ``mask`` and the image differ in size."""
-    if tuple(mask.shape[:2]) != tuple(image_shape[:2]):
+def check_same_size(sample, what: str, shape, other: str, other_shape) -> None:
+    """SampleError naming the sample when two of its arrays differ in (height, width)."""
+    if tuple(shape[:2]) != tuple(other_shape[:2]):
         raise SampleError(
             sample.id,
-            f"{field!r} mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-            f"{image_shape[1]}x{image_shape[0]} (width x height)",
+            f"{what} is {shape[1]}x{shape[0]} but {other} is {other_shape[1]}x{other_shape[0]} "
+            "(width x height): they differ in size",
             sample.filepath,
         )

@@ -349,3 +349,14 @@ def test_corrupt_labels_seeded_per_sample(demo):
     alc.corrupt_labels(demo, "ground_truth", "noisy", rate=0.2, seed=6)
     other = [read_segmentation(s, "noisy") for s in demo]
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_rank_superpixels_of_another_size_named(ranked):
+    ds, _ = ranked
+    before = sorted(d.id for _, d in _queries(ds))
+    victim = ds.skip(2).first()
+    Image.fromarray(np.ones((10, 12), np.uint8)).save(victim.alc_superpixels.mask_path)
+    with pytest.raises(alc.SampleError, match=victim.id) as e:
+        alc.rank_superpixels(ds, "pseudo", budget=12)
+    assert "differ in size" in str(e.value)
+    assert sorted(d.id for _, d in _queries(ds)) == before
