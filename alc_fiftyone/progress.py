@@ -36,12 +36,13 @@ class TqdmProgress:
     def __call__(self, done: int, total: int, desc: str) -> None:
         from tqdm.auto import tqdm
 
-        if self._bar is None or desc != self._desc or done == 0:
+        if self._bar is None or desc != self._desc or done < self._bar.n:
             self.close()
-            self._bar = tqdm(total=total, desc=desc, **self._kwargs)
+            self._bar = tqdm(total=total, desc=desc, **self._kwargs)  # draws its 0% line
             self._desc = desc
-        self._bar.n = done
-        self._bar.refresh()
+        if done != self._bar.n:
+            self._bar.n = done
+            self._bar.refresh()
         if done >= total:
             self.close()
 
