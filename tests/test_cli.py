@@ -17,20 +17,6 @@ from alc_fiftyone.cli import _budget, build_parser, main
 COMMANDS = ("demo", "simulate", "import-voc", "rank", "evaluate", "export", "save-version")
 
 
-def require_sdk(*names: str) -> None:
-    """Skip the test while ``alc_fiftyone`` lacks any of ``names``."""
-    import alc_fiftyone as alc
-
-    missing = []
-    for name in names:
-        try:
-            getattr(alc, name)
-        except (AttributeError, ImportError):
-            missing.append(name)
-    if missing:
-        pytest.skip(f"alc_fiftyone SDK function(s) not written yet: {', '.join(missing)}")
-
-
 def write_folder(root: Path, n: int = 3) -> tuple[Path, Path]:
     """``n`` small images with two-class masks (0 background, 1 square, 2 bar)."""
     images, masks = root / "images", root / "masks"
@@ -122,7 +108,6 @@ def test_unknown_dataset_is_an_error(unique_name, capsys):
 
 
 def test_missing_classes_file_is_an_error(tmp_path, capsys):
-    require_sdk("load_image_masks")
     code = main(
         [
             "simulate",
@@ -139,7 +124,6 @@ def test_missing_classes_file_is_an_error(tmp_path, capsys):
 
 
 def test_evaluate_prints_per_class_iou(tmp_path, unique_name, tmp_alc_dir, capsys):
-    require_sdk("load_image_masks", "evaluate")
     import alc_fiftyone as alc
 
     images, masks = write_folder(tmp_path)
@@ -165,7 +149,6 @@ def test_evaluate_prints_per_class_iou(tmp_path, unique_name, tmp_alc_dir, capsy
 
 
 def test_simulate_command(tmp_path, unique_name, tmp_alc_dir, capsys):
-    require_sdk("load_image_masks", "corrupt_labels", "compute_superpixels", "simulate")
     import fiftyone as fo
 
     images, masks = write_folder(tmp_path)
@@ -198,7 +181,6 @@ def test_simulate_command(tmp_path, unique_name, tmp_alc_dir, capsys):
 
 
 def test_demo_command_runs(unique_name, tmp_path):
-    require_sdk("make_demo_dataset", "compute_superpixels", "rank_superpixels", "simulate")
     env = python_subprocess_env()
     script = Path(sys.executable).with_name("alc-fiftyone")
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "alc_fiftyone.cli"]
@@ -235,7 +217,6 @@ print(existed)
 
 @pytest.fixture
 def demo(unique_name, tmp_alc_dir):
-    require_sdk("make_demo_dataset", "compute_superpixels")
     import alc_fiftyone as alc
 
     ds = alc.make_demo_dataset(name=unique_name, num_samples=3, size=(48, 40), seed=2)
@@ -246,14 +227,12 @@ def demo(unique_name, tmp_alc_dir):
 
 
 def test_rank_command(demo, capsys):
-    require_sdk("rank_superpixels")
     assert main(["rank", demo.name, "--label-field", "pseudo", "--budget", "4"]) == 0
     assert capsys.readouterr().out.strip()
     assert demo.count("alc_queries.detections") == 4
 
 
 def test_export_command(demo, tmp_path, capsys):
-    require_sdk("export_masks")
     out = tmp_path / "out"
     code = main(
         ["export", demo.name, "--field", "ground_truth", "--out", str(out), "--format", "index"]
@@ -263,7 +242,6 @@ def test_export_command(demo, tmp_path, capsys):
 
 
 def test_save_version_command(demo, unique_name, capsys):
-    require_sdk("save_revised_version")
     import fiftyone as fo
 
     demo.clone_sample_field("pseudo", "alc_revised")
@@ -279,7 +257,6 @@ def test_save_version_command(demo, unique_name, capsys):
 
 
 def test_import_voc_command(tmp_path, unique_name, tmp_alc_dir, capsys):
-    require_sdk("load_voc")
     import fiftyone as fo
 
     images, masks = write_folder(tmp_path / "src", n=2)

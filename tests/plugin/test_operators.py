@@ -1,8 +1,4 @@
-"""The plugin's operators, run through FiftyOne's own executor on tiny generated datasets.
-
-Tests of one operator's execution skip, naming the function, while the library function it
-calls is not there yet.
-"""
+"""The plugin's operators, run through FiftyOne's own executor on tiny generated datasets."""
 
 from __future__ import annotations
 
@@ -18,20 +14,6 @@ PLUGIN = "@alc/active-label-correction"
 
 def uri(name: str) -> str:
     return f"{PLUGIN}/{name}"
-
-
-def require_sdk(*names: str) -> None:
-    """Skip the test while ``alc_fiftyone`` lacks any of ``names``."""
-    import alc_fiftyone as alc
-
-    missing = []
-    for name in names:
-        try:
-            getattr(alc, name)
-        except (AttributeError, ImportError):
-            missing.append(name)
-    if missing:
-        pytest.skip(f"alc_fiftyone SDK function(s) not written yet: {', '.join(missing)}")
 
 
 @pytest.fixture
@@ -51,7 +33,6 @@ def plugin(tmp_path):
 @pytest.fixture
 def demo(unique_name, tmp_alc_dir):
     """Four small generated images with ``ground_truth`` and noisy ``pseudo`` labels."""
-    require_sdk("make_demo_dataset")
     import alc_fiftyone as alc
 
     ds = alc.make_demo_dataset(name=unique_name, num_samples=4, size=(48, 40), seed=1)
@@ -169,7 +150,6 @@ def test_missing_required_param_is_a_validation_error(plugin, demo):
 
 
 def test_compute_superpixels(plugin, demo):
-    require_sdk("compute_superpixels")
     result = execute("compute_superpixels", demo, method="felzenszwalb", min_size=20)
     summary = result.result["summary"]
     assert isinstance(summary, dict) and summary
@@ -179,7 +159,6 @@ def test_compute_superpixels(plugin, demo):
 
 
 def test_compute_superpixels_on_a_view_only_touches_the_view(plugin, demo):
-    require_sdk("compute_superpixels")
     import fiftyone.operators as foo
 
     view = demo.limit(2)
@@ -191,7 +170,6 @@ def test_compute_superpixels_on_a_view_only_touches_the_view(plugin, demo):
 
 
 def test_compute_superpixels_delegated(plugin, demo):
-    require_sdk("compute_superpixels")
     from fiftyone.operators.delegated import DelegatedOperationService
 
     queued = execute("compute_superpixels", demo, delegate=True, n_segments=20)
@@ -212,7 +190,6 @@ def test_compute_superpixels_delegated(plugin, demo):
 
 
 def test_rank_superpixels(plugin, demo):
-    require_sdk("compute_superpixels", "rank_superpixels")
     import alc_fiftyone as alc
 
     alc.compute_superpixels(demo, method="slic", n_segments=30)
@@ -223,7 +200,6 @@ def test_rank_superpixels(plugin, demo):
 
 
 def test_simulate(plugin, demo):
-    require_sdk("compute_superpixels", "simulate")
     import alc_fiftyone as alc
 
     alc.compute_superpixels(demo, method="slic", n_segments=30)
@@ -241,7 +217,6 @@ def test_simulate(plugin, demo):
 
 
 def test_export_masks(plugin, demo, tmp_path):
-    require_sdk("export_masks")
     out = tmp_path / "export"
     result = execute("export_masks", demo, field="ground_truth", out_dir=str(out), format="index")
     assert result.result["summary"]
@@ -249,7 +224,6 @@ def test_export_masks(plugin, demo, tmp_path):
 
 
 def test_save_revised_version(plugin, demo, unique_name):
-    require_sdk("save_revised_version")
     import fiftyone as fo
 
     demo.clone_sample_field("pseudo", "alc_revised")
