@@ -65,6 +65,52 @@ def load(alc, key: str, limit: int | None):
     return alc.load_image_masks(images, masks, name=f"bench-{key}-{uuid.uuid4().hex[:6]}", **spec)
 
 
+def plot_grid(curves, path) -> None:
+    """One panel per dataset and superpixel kind, one line per method (same colour everywhere).
+
+    ``curves``: (panel title, method, clicks per round, data mIoU % per round)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(dict.fromkeys(c[0] for c in curves))
+    methods = list(dict.fromkeys(c[1] for c in curves))
+    colours = {m: f"C{i}" for i, m in enumerate(methods)}
+    cols = min(2, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), dpi=110, squeeze=False)
+    for ax, title in zip(axes.ravel(), panels):
+        for _, method, clicks, miou in (c for c in curves if c[0] == title):
+            ax.plot(clicks, miou, marker="o", color=colours[method], label=method)
+        ax.set_title(title)
+        ax.set_xlabel("clicks")
+        ax.set_ylabel("data mIoU (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def curves_from_table(text: str, rounds_col: int = 3):
+    """Rebuild the curves from a table this script printed (to re-plot without re-running)."""
+    curves = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 6 or not cells[3].replace(".", "").isdigit():
+            continue
+        dataset, sp, method = cells[0].split(" (")[0], cells[1].split(" (")[0], cells[2]
+        mious = [float(c) for c in cells[rounds_col:-2]]
+        total = int(cells[-2])
+        per_round = total / (len(mious) - 1)
+        clicks = [round(i * per_round) for i in range(len(mious))]
+        curves.append((f"{dataset}, {sp}", method, clicks, mious))
+    return curves
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="camvid,horse")
@@ -78,7 +124,13 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=100, help="images per dataset (0 = all)")
     ap.add_argument("--model", default="features")
     ap.add_argument("--plot", default=None, help="PNG path for mIoU-per-click curves")
+    ap.add_argument(
+        "--replot", metavar="TABLE.md", help="only re-plot a table printed before (needs --plot)"
+    )
     args = ap.parse_args(argv)
+    if args.replot:
+        plot_grid(curves_from_table(Path(args.replot).read_text()), args.plot or "plot.png")
+        return 0
     if not DATA.is_dir():
         print(f"no data folder at {DATA}", file=sys.stderr)
         return 1
@@ -127,27 +179,19 @@ def main(argv=None) -> int:
                         f"{res.rows[-1]['total_clicks']} | {secs:.1f} |"
                     )
                     print(lines[-1], file=sys.stderr, flush=True)
-                    curves.append((f"{key}/{spm}/{method}", res))
+                    curves.append(
+                        (
+                            f"{key}, {spm}",
+                            method,
+                            [r["total_clicks"] for r in res.rows],
+                            [100 * m for m in res.mious],
+                        )
+                    )
         finally:
             ds.delete()
     print("\n".join(lines))
     if args.plot:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-        for name, res in curves:
-            ax.plot(
-                [r["total_clicks"] for r in res.rows],
-                [100 * m for m in res.mious],
-                marker="o",
-                label=name,
-            )
-        ax.set_xlabel("clicks")
-        ax.set_ylabel("data mIoU (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-        fig.tight_layout()
-        fig.savefig(args.plot)
+        plot_grid(curves, args.plot)
         print(f"plot: {args.plot}", file=sys.stderr)
     return 0
 
