@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from alc_fiftyone.core import acquisition as acq
 from alc_fiftyone.core.acquisition import (
     METHODS,
     SuperpixelScores,
@@ -18,6 +19,8 @@ from alc_fiftyone.core.acquisition import (
 )
 
 torch = pytest.importorskip("torch")
+
+needs_numba = pytest.mark.skipif(not acq.numba_available(), reason="numba is not installed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +214,7 @@ def test_rep_is_chosen_among_dominant_class_pixels_only():
     assert cos(probs[:, 0, 0].astype(float)) > cos(probs[:, 0, 1].astype(float))
     sp = np.ones((1, 3), np.uint16)
     labels = np.zeros((1, 3), np.uint8)
-    for device in ("cpu", "torch"):
+    for device in ("cpu", "numpy", "torch"):
         res = score_superpixels(probs, sp, labels, "sim", device=device)
         assert res.dominant[0] == 0
         np.testing.assert_array_equal(res.rep_yx, [[0, 1]])  # first of the tied dominant pair
@@ -240,7 +243,7 @@ def test_rep_tie_break_is_row_major_not_column_major():
     sp[1, 0] = 5
     sp[2, 1] = 5
     labels = np.zeros((3, 4), np.uint8)
-    for device in ("cpu", "torch"):
+    for device in ("cpu", "numpy", "torch"):
         res = score_superpixels(probs, sp, labels, device=device)
         np.testing.assert_array_equal(res.rep_yx, [[0, 3]])
 
@@ -335,7 +338,7 @@ def test_non_contiguous_and_large_uint16_ids():
     probs, sp, labels = _tiny()
     for a, b in ((3, 7), (300, 65535), (256, 512)):
         sp2 = np.where(sp == 1, a, b).astype(np.uint16)
-        for device in ("cpu", "torch"):
+        for device in ("cpu", "numpy", "torch"):
             res = score_superpixels(probs, sp2, labels, "sim", device=device)
             np.testing.assert_array_equal(res.ids, [a, b])
             np.testing.assert_allclose(res.scores, [8 * 0.8, 6 * 0.3 + 2 * COS_2 * 0.9], rtol=1e-6)
@@ -393,7 +396,9 @@ def test_validation_errors():
         score_superpixels(probs, sp.astype(np.int32) - 2, labels)
 
 
-@pytest.mark.parametrize("device", ["cpu", "torch"])
+@pytest.mark.parametrize(
+    "device", ["cpu", "numpy", pytest.param("numba", marks=needs_numba), "torch"]
+)
 def test_bad_label_values_are_named(device):
     probs, sp, labels = _tiny()
     labels = labels.copy()
@@ -448,7 +453,7 @@ def _assert_same(a: SuperpixelScores, b: SuperpixelScores, rtol: float = 1e-4) -
 def test_numpy_and_torch_agree(method, seed):
     probs, sp, labels = _random_case(seed, quantize=seed == 2)
     for tau in (0.0, 0.8):
-        a = score_superpixels(probs, sp, labels, method, tau=tau, seed=5)
+        a = score_superpixels(probs, sp, labels, method, tau=tau, seed=5, device="numpy")
         b = score_superpixels(probs, sp, labels, method, tau=tau, seed=5, device="torch")
         _assert_same(a, b)
 
@@ -510,7 +515,16 @@ def test_saturated_ties_resolved_identically(seed):
         )
 
 
-@pytest.mark.parametrize("device", ["torch:cpu", "TORCH", "numpy"])
+@pytest.mark.parametrize(
+    "device",
+    [
+        "torch:cpu",
+        "TORCH",
+        "numpy",
+        pytest.param("numba", marks=needs_numba),
+        pytest.param(" Numba ", marks=needs_numba),
+    ],
+)
 def test_device_spellings(device):
     probs, sp, labels = _random_case(11)
     _assert_same(
@@ -571,3 +585,282 @@ def test_cuda_matches_numpy(method):
     # the representative may differ only on float ties; its cosine must then be equal
     same = (a.rep_yx == b.rep_yx).all(axis=1)
     assert same.mean() > 0.95
+
+
+# ---------------------------------------------------------------------------------------------
+# the numba backend (the CPU default) against numpy: same pixels chosen, same order
+
+
+def _assert_numba_matches_numpy(probs, sp, labels, method="sim", **kwargs) -> SuperpixelScores:
+    a = score_superpixels(probs, sp, labels, method, device="numpy", **kwargs)
+    b = score_superpixels(probs, sp, labels, method, device="numba", **kwargs)
+    _assert_same(a, b, rtol=1e-5)
+    assert b.scores.dtype == np.float64
+    for name in ("ids", "rep_yx", "dominant", "sizes", "expanded_sizes"):
+        assert getattr(b, name).dtype == np.int64, name
+    return b
+
+
+@needs_numba
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_numba_and_numpy_agree(method, seed):
+    # ids up to 322 (> 255) and not contiguous, holes of id 0, 20% ignore labels; seed 2 has
+    # few distinct vectors (many exact ties for the representative)
+    probs, sp, labels = _random_case(seed, quantize=seed == 2)
+    for tau in (0.0, 0.8, 0.95):
+        _assert_numba_matches_numpy(probs, sp, labels, method, tau=tau, seed=5)
+
+
+@needs_numba
+@pytest.mark.parametrize("seed", [1, 2, 4])
+@pytest.mark.parametrize("method", METHODS)
+def test_numba_saturated_ties_resolved_like_numpy(seed, method):
+    probs, sp, labels = _saturated_case(seed)
+    assert (probs == 1.0).any()
+    for tau in (0.0, 0.99):
+        res = _assert_numba_matches_numpy(probs, sp, labels, method, tau=tau, seed=0)
+    if method in ("sim", "cil_mean", "cil_pixel"):
+        _assert_same(res, score_loop(probs, sp, labels, method, tau=0.99))
+
+
+@needs_numba
+def test_numba_options_agree():
+    probs, sp, labels = _random_case(5, num_classes=9)
+    ids = np.unique(sp[sp > 0])
+    selected = [int(ids[0]), int(ids[3]), 99999]
+    prior = np.linspace(0.0, 1.0, 9)
+    weights = np.linspace(2.0, 0.1, 9)
+    for method in METHODS:
+        _assert_numba_matches_numpy(probs, sp, labels, method, seed=3, selected=selected)
+    _assert_numba_matches_numpy(
+        probs, sp, labels, "classbal", class_prior=prior, score_range=(0.2, 0.9)
+    )
+    _assert_numba_matches_numpy(probs, sp, labels, "classbal", score_range=(0.5, 0.5))
+    _assert_numba_matches_numpy(probs, sp, labels, "abc", class_weights=weights)
+    _assert_numba_matches_numpy(probs, sp, labels, "abc", class_weights=weights, tau=0.7)
+    with pytest.raises(ValueError, match="class_weights"):
+        score_superpixels(probs, sp, labels, "abc", class_weights=[1.0], device="numba")
+    with pytest.raises(ValueError, match="class_prior"):
+        score_superpixels(probs, sp, labels, "classbal", class_prior=[1.0], device="numba")
+
+
+@needs_numba
+@pytest.mark.parametrize("method", ["sim", "cil_pixel", "cil_mean", "abc"])
+def test_numba_ignore_variants(method):
+    probs, sp, labels = _random_case(6, num_classes=5)
+    lab64 = labels.astype(np.int64)
+    # no ignore value at all
+    clean = np.where(labels == 255, 1, labels).astype(np.uint8)
+    _assert_numba_matches_numpy(probs, sp, clean, method, ignore_index=None)
+    # a negative ignore value
+    _assert_numba_matches_numpy(
+        probs, sp, np.where(lab64 == 255, -1, lab64), method, ignore_index=-1
+    )
+    # an ignore value inside [0, C): those labels count as ignore
+    _assert_numba_matches_numpy(probs, sp, clean, method, ignore_index=2, tau=0.5)
+    # every label ignored
+    _assert_numba_matches_numpy(probs, sp, np.full_like(labels, 255), method)
+
+
+@needs_numba
+@pytest.mark.parametrize(
+    "sp_dtype", [np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
+)
+@pytest.mark.parametrize("lab_dtype", [np.uint8, np.int8, np.uint16, np.int32, np.int64])
+def test_numba_map_dtypes(sp_dtype, lab_dtype):
+    probs, sp, labels = _random_case(7)
+    sp = (sp % 250).astype(sp_dtype)  # ids fit every dtype (0 stays "no superpixel")
+    labels = np.where(labels == 255, 100, labels).astype(lab_dtype)
+    _assert_numba_matches_numpy(probs, sp, labels, "sim", ignore_index=100, tau=0.3)
+    # non-native byte order, read-only maps
+    swapped = sp.astype(sp.dtype.newbyteorder())
+    frozen = labels.copy()
+    frozen.flags.writeable = False
+    _assert_numba_matches_numpy(probs, swapped, frozen, "cil_pixel", ignore_index=100)
+
+
+@needs_numba
+def test_numba_huge_ids_take_the_unique_path():
+    probs, sp, labels = _random_case(8)
+    huge = np.where(sp > 0, sp.astype(np.int64) * 10**9 + 7, 0)
+    res = _assert_numba_matches_numpy(probs, huge, labels, "sim", tau=0.5)
+    assert res.ids.max() > 10**11
+    small = score_superpixels(probs, sp, labels, "sim", tau=0.5, device="numba")
+    np.testing.assert_array_equal(res.rep_yx, small.rep_yx)
+    np.testing.assert_allclose(res.scores, small.scores, rtol=1e-12)
+
+
+@needs_numba
+def test_numba_runs_longer_than_a_scratch_row():
+    # rows much wider than the kernels' run length: runs are split; ties across the split
+    # must still go to the first pixel in row-major order
+    n_run = acq._NB_RUN
+    h, w = 3, 2 * n_run + 37
+    probs = np.zeros((2, h, w), np.float32)
+    probs[0] = 0.7
+    probs[1] = 0.3
+    sp = np.ones((h, w), np.uint16)
+    sp[1, : n_run + 5] = 2  # superpixel 2 ends past the first split of its row
+    sp[2, 3] = 0
+    labels = np.zeros((h, w), np.uint8)
+    labels[:, ::3] = 1
+    labels[0, 5] = 255
+    res = _assert_numba_matches_numpy(probs, sp, labels, "sim", tau=0.5)
+    np.testing.assert_array_equal(res.rep_yx, [[0, 0], [1, 0]])
+    # superpixel 1 alternates (0.9, 0.1) and (0.7, 0.3) around a mean of ~(0.8, 0.2): the one
+    # (0.8, 0.2) pixel, in a later chunk of a split run, is the unique closest
+    probs[0, :, 0::2] = 0.9
+    probs[0, :, 1::2] = 0.7
+    probs[0, 0, n_run + 11] = 0.8
+    probs[1] = 1.0 - probs[0]
+    res = _assert_numba_matches_numpy(probs, sp, labels, "sim")
+    assert tuple(res.rep_yx[0]) == (0, n_run + 11)
+    for method in METHODS:
+        _assert_numba_matches_numpy(probs, sp, labels, method, seed=1)
+
+
+@needs_numba
+def test_runs_numpy_matches_the_kernel():
+    rng = np.random.default_rng(0)
+    n_run = acq._NB_RUN
+    sp = np.repeat(rng.integers(0, 6, size=40), rng.integers(1, 3 * n_run, size=40))
+    sp = sp.astype(np.int64)
+    ids, sid, runs = acq._numba_kernels().dense_ids(sp, int(sp.max()), n_run)
+    np.testing.assert_array_equal(ids, np.unique(sp[sp > 0]))
+    np.testing.assert_array_equal(acq._runs_numpy(sid, len(ids)), runs)
+    assert (runs[:, 1] - runs[:, 0]).max() == n_run
+    covered = np.zeros(sp.shape[0], bool)
+    for i, j in runs:
+        assert (sid[i:j] == sid[i]).all()
+        covered[i:j] = True
+    np.testing.assert_array_equal(covered, sp > 0)
+
+
+@needs_numba
+def test_numba_edge_cases():
+    # one class: margin 0, everything else defined
+    ones = np.ones((1, 3, 4), np.float32)
+    sp = np.ones((3, 4), np.uint16)
+    zeros = np.zeros((3, 4), np.uint8)
+    for method in METHODS:
+        _assert_numba_matches_numpy(ones, sp, zeros, method, seed=0)
+    # many classes (argmax beyond uint8), zero probability vectors (cosine clamps), one-hots
+    probs, sp2, labels = _random_case(9, num_classes=300, h=12, w=13)
+    probs[:, 0, :] = 0.0
+    probs[:, 1, :] = 0.0
+    probs[7, 1, :] = 1.0
+    for method in METHODS:
+        _assert_numba_matches_numpy(probs, sp2, labels.astype(np.int64) % 300, method, seed=0)
+    # no superpixel at all, and an image of zero pixels
+    empty = score_superpixels(ones, np.zeros((3, 4), np.uint16), zeros, device="numba")
+    assert len(empty) == 0 and empty.rep_yx.shape == (0, 2)
+    res = score_superpixels(
+        np.zeros((2, 0, 5), np.float32),
+        np.zeros((0, 5), np.uint16),
+        np.zeros((0, 5), np.uint8),
+        device="numba",
+    )
+    assert len(res) == 0
+    # entropy of one-hot vectors is 0, not nan
+    onehot = np.zeros((3, 1, 2), np.float32)
+    onehot[0] = 1.0
+    res = _assert_numba_matches_numpy(onehot, np.ones((1, 2), np.uint16), zeros[:1, :2], "entropy")
+    np.testing.assert_allclose(res.scores, [0.0], atol=1e-9)
+
+
+@needs_numba
+def test_numba_validation_errors():
+    probs, sp, labels = _tiny()
+    with pytest.raises(ValueError, match="3-D"):
+        score_superpixels(probs[0], sp, labels, device="numba")
+    with pytest.raises(ValueError, match="floating"):
+        score_superpixels(probs.astype(np.int64), sp, labels, device="numba")
+    with pytest.raises(ValueError, match="integer"):
+        score_superpixels(probs, sp.astype(np.float32), labels, device="numba")
+    with pytest.raises(ValueError, match="non-negative"):
+        score_superpixels(probs, sp.astype(np.int32) - 2, labels, device="numba")
+    bad = labels.astype(np.int64)
+    bad[0, 0] = -3
+    bad[3, 3] = 2
+    with pytest.raises(ValueError, match=r"-3, 2"):
+        score_superpixels(probs, sp, bad, device="numba")
+    with pytest.raises(ValueError, match="255"):
+        score_superpixels(probs, sp, np.full_like(labels, 255), ignore_index=None, device="numba")
+
+
+@needs_numba
+def test_numba_non_contiguous_float64_and_tensor_inputs():
+    probs, sp, labels = _random_case(10, num_classes=21)
+    ref = score_superpixels(probs, sp, labels, "sim", device="numpy")
+    hwc = np.ascontiguousarray(probs.transpose(1, 2, 0))
+    view = hwc.transpose(2, 0, 1)  # (C, H, W) view, not C-contiguous
+    assert not view.flags.c_contiguous
+    _assert_same(ref, score_superpixels(view, sp, labels, "sim", device="numba"), rtol=1e-5)
+    _assert_same(
+        score_superpixels(probs.astype(np.float64), sp, labels, device="numpy"),
+        score_superpixels(probs.astype(np.float64), sp, labels, device="numba"),
+        rtol=1e-5,
+    )
+    tensors = (
+        torch.from_numpy(probs),
+        torch.from_numpy(sp.astype(np.int64)),
+        torch.from_numpy(labels),
+    )
+    _assert_same(ref, score_superpixels(*tensors, "sim", device="numba"), rtol=1e-5)
+    half = torch.from_numpy(probs).half()
+    _assert_same(
+        score_superpixels(half.float().numpy(), sp, labels, "entropy", device="numpy"),
+        score_superpixels(half, sp, labels, "entropy", device="numba"),
+        rtol=1e-5,
+    )
+
+
+@needs_numba
+def test_cpu_default_is_numba_and_falls_back_to_numpy(monkeypatch):
+    probs, sp, labels = _random_case(11)
+    arrays = (probs, sp, labels)
+    assert acq._resolve_backend("cpu", arrays) == "numba"
+    assert acq._resolve_backend("numba", arrays) == "numba"
+    assert acq._resolve_backend("numpy", arrays) == "numpy"
+    if not torch.cuda.is_available():
+        assert acq._resolve_backend("auto", arrays) == "numba"
+    # tensor inputs keep running on their device
+    assert acq._resolve_backend("cpu", (torch.from_numpy(probs),)) == torch.device("cpu")
+    default = score_superpixels(probs, sp, labels)
+    # without numba: "cpu" and "auto" run numpy, "numba" is refused
+    monkeypatch.setitem(acq._nb_state, "ns", None)
+    assert not acq.numba_available()
+    assert acq._resolve_backend("cpu", arrays) == "numpy"
+    if not torch.cuda.is_available():
+        assert acq._resolve_backend("auto", arrays) == "numpy"
+    with pytest.raises(ValueError, match="numba"):
+        score_superpixels(probs, sp, labels, device="numba")
+    _assert_same(default, score_superpixels(probs, sp, labels), rtol=1e-5)
+
+
+def test_missing_numba_import_disables_the_backend(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_numba(name, *args, **kwargs):
+        if name == "numba" or name.startswith("numba."):
+            raise ImportError("no numba here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_numba)
+    assert acq._build_numba_kernels() is None
+
+
+@needs_numba
+def test_numba_kernels_run_in_threads():
+    # nogil kernels: several images scored at once from threads give the sequential results
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [_random_case(s, num_classes=11) for s in range(4)]
+    expected = [score_superpixels(*c, "sim", tau=0.6) for c in cases]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda c: score_superpixels(*c, "sim", tau=0.6), cases))
+    for a, b in zip(expected, got):
+        _assert_same(a, b, rtol=0)
