@@ -8,7 +8,7 @@ from .maps import compute_mask_field
 from .progress import ProgressCallback
 from .storage import read_image
 
-METHODS = ("slic", "felzenszwalb")
+METHODS = ("slic", "felzenszwalb", "sam", "pseudo_instances")
 
 
 def compute_superpixels(
@@ -26,35 +26,102 @@ def compute_superpixels(
     ``"felzenszwalb"`` (``scale``, ``sigma``, ``min_size``), from scikit-image. Ids are 1..N
     (uint16), 0 is unused; the count is stored as the ``num_superpixels`` attribute of each
     mask. Samples that already have superpixels are skipped unless ``overwrite``.
+
+    ``method="sam"``: full-coverage superpixels from SAM automatic masks
+    (:func:`alc_fiftyone.core.superpixels.sam_superpixels`; params ``sam`` (a loaded model) or
+    ``model_type``/``checkpoint``/``device``, ``batch_size`` images per encoder call,
+    ``workers`` CPU threads for gap filling,
+    ``cache`` (reuse/store float16 embeddings), ``points_per_side``, ``pred_iou_thresh``,
+    ``stability_score_thresh``, ``box_nms_thresh``, ``max_masks``, ``min_area``,
+    ``fill_segment_area``). ``method="pseudo_instances"``: the instance masks of the pseudo
+    labels, read from ``instances_field`` (default ``"alc_pseudo_instances"``, written by
+    ``generate_pseudo_labels``); ``fill=False`` leaves uncovered pixels at 0 (the paper),
+    ``fill=True`` splits them with SLIC; ``min_area`` merges small pieces.
     Returns a summary dict (processed, skipped_existing, failed, mean_superpixels).
     """
     if method not in METHODS:
         raise ValueError(f"unknown superpixel method {method!r}; choose one of {METHODS}")
     counts = []
 
-    def one(sample):
-        ids = csp.superpixels(read_image(sample), method=method, **params)
-        n = int(ids.max())
-        counts.append(n)
-        return ids, {"num_superpixels": n, "method": method}
+    if method == "sam":
+        from .sam import sam_superpixels_field
 
-    summary = compute_mask_field(
-        samples,
-        field,
-        one,
-        overwrite=overwrite,
-        skip_failures=skip_failures,
-        progress=progress,
-        desc=f"superpixels ({method})",
-    )
+        summary = sam_superpixels_field(
+            samples,
+            field,
+            overwrite=overwrite,
+            skip_failures=skip_failures,
+            progress=progress,
+            **params,
+        )
+        counts = None
+    else:
+        if method == "pseudo_instances":
+            one = _pseudo_instances_fn(params, counts)
+        else:
+
+            def one(sample):
+                ids = csp.superpixels(read_image(sample), method=method, **params)
+                n = int(ids.max())
+                counts.append(n)
+                return ids, {"num_superpixels": n, "method": method}
+
+        summary = compute_mask_field(
+            samples,
+            field,
+            one,
+            overwrite=overwrite,
+            skip_failures=skip_failures,
+            progress=progress,
+            desc=f"superpixels ({method})",
+        )
     dataset = samples._dataset
     if dataset.default_mask_targets:
         # default_mask_targets would label superpixel ids as classes in the App
         dataset.mask_targets = {**(dataset.mask_targets or {}), field: {}}
     sp = dict(dataset.info.get("alc", {}).get("superpixels") or {})
-    sp[field] = {"method": method, "params": {k: v for k, v in params.items()}}
+    sp[field] = {"method": method, "params": {k: v for k, v in params.items() if _plain(v)}}
     update_alc_info(dataset, superpixels=sp)
-    summary.update(
-        method=method, mean_superpixels=float(sum(counts) / len(counts)) if counts else 0.0
-    )
+    summary["method"] = method
+    if counts is not None:
+        summary["mean_superpixels"] = float(sum(counts) / len(counts)) if counts else 0.0
     return summary
+
+
+def _plain(value) -> bool:
+    """Whether a parameter can be recorded in ``dataset.info`` (not a model object)."""
+    return value is None or isinstance(value, (bool, int, float, str, list, tuple))
+
+
+def _pseudo_instances_fn(params: dict, counts: list):
+    """The per-sample function of ``method="pseudo_instances"``."""
+    params = dict(params)
+    source = params.pop("instances_field", "alc_pseudo_instances")
+    fill = bool(params.pop("fill", False))
+    min_area = int(params.pop("min_area", 0))
+    unknown = set(params) - {"fill_segment_area", "compactness"}
+    if unknown:
+        raise ValueError(f"unknown parameters for pseudo_instances: {sorted(unknown)}")
+
+    def one(sample):
+        from .errors import SampleError
+        from .storage import check_same_size, read_segmentation
+
+        if not sample.has_field(source) or sample[source] is None:
+            raise SampleError(
+                sample.id,
+                f"no pseudo-label instances in {source!r}: run generate_pseudo_labels first",
+                sample.filepath,
+            )
+        instances = read_segmentation(sample, source)
+        image = read_image(sample) if fill else None
+        if image is not None:
+            check_same_size(sample, "the image", image.shape, source, instances.shape)
+        ids = csp.instance_superpixels(
+            instances, image=image, fill=fill, min_area=min_area, **params
+        )
+        n = int(ids.max())
+        counts.append(n)
+        return ids, {"num_superpixels": n, "method": "pseudo_instances", "filled": fill}
+
+    return one

@@ -157,8 +157,17 @@ def _dense(ids: np.ndarray) -> tuple[np.ndarray, int]:
         raise ValueError(f"expected an integer id map, got dtype {ids.dtype}")
     if ids.dtype.kind == "i" and ids.size and ids.min() < 0:
         raise ValueError("superpixel ids must be >= 0 (0 = no superpixel)")
-    values, inverse = np.unique(ids.ravel(), return_inverse=True)
-    inverse = inverse.reshape(ids.shape).astype(np.int64)
+    top = int(ids.max()) if ids.size else 0
+    if ids.size and top <= 4 * ids.size + 1024:
+        # small ids (the usual case): a lookup table, much faster than sorting every pixel
+        present = np.bincount(ids.ravel().astype(np.int64), minlength=top + 1) > 0
+        values = np.flatnonzero(present)
+        lut = np.zeros(top + 1, dtype=np.int64)
+        lut[values] = np.arange(values.size, dtype=np.int64)
+        inverse = lut[ids]
+    else:
+        values, inverse = np.unique(ids.ravel(), return_inverse=True)
+        inverse = inverse.reshape(ids.shape).astype(np.int64)
     if values.size and values[0] == 0:
         return inverse, int(values.size - 1)
     return inverse + 1, int(values.size)
@@ -268,3 +277,243 @@ def cap_superpixels(ids: np.ndarray, max_n: int = MAX_SUPERPIXELS, start: int = 
     if start != 1:
         out = np.where(out > 0, out + (start - 1), 0)
     return out.astype(np.uint16)
+
+
+# --- superpixels from masks (SAM automatic masks, pseudo-label instances) --------------------
+
+
+def paint_masks(masks: np.ndarray) -> np.ndarray:
+    """(K, H, W) bool masks -> (H, W) int64 map of 1 + the index of the visible mask.
+
+    Masks are painted largest first, so a smaller mask wins where masks overlap (the paper's
+    rule for pseudo labels and their superpixels); between equal areas the later index wins.
+    Pixels no mask covers are 0.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3:
+        raise ValueError(f"expected (K, H, W) masks, got shape {masks.shape}")
+    out = np.zeros(masks.shape[1:], dtype=np.int64)
+    areas = masks.reshape(len(masks), -1).sum(1)
+    for k in np.argsort(-areas, kind="stable"):
+        out[masks[k]] = k + 1
+    return out
+
+
+def merge_small_regions(ids: np.ndarray, min_area: int) -> np.ndarray:
+    """Merge every region smaller than ``min_area`` pixels into the neighbour with which it
+    shares the longest boundary, repeatedly, until no small region touches another one.
+
+    0 pixels are never merged (a small region surrounded only by 0 stays). Returns the id map
+    renumbered densely from 1 (``uint16`` via :func:`cap_superpixels`).
+    """
+    labels, n = _dense(ids)
+    while min_area > 1 and n > 1:
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)
+        best = _most_adjacent(_adjacency(labels, n), sizes)
+        small = np.flatnonzero((sizes < min_area) & (best >= 0))
+        small = small[small > 0]
+        if small.size == 0:
+            break
+        graph = sparse.coo_matrix(
+            (np.ones(small.size), (small, best[small])), shape=(n + 1, n + 1)
+        )
+        _, component = connected_components(graph, directed=False)
+        uniq, inverse = np.unique(component[1:], return_inverse=True)
+        lut = np.zeros(n + 1, dtype=np.int64)
+        lut[1:] = inverse + 1
+        labels = lut[labels]
+        n = int(uniq.size)
+    return cap_superpixels(labels)
+
+
+def superpixels_from_regions(
+    regions: np.ndarray,
+    image: np.ndarray | None = None,
+    fill: bool = True,
+    min_area: int = 100,
+    fill_segment_area: int = 1024,
+    compactness: float = 10.0,
+) -> np.ndarray:
+    """Superpixels from a painted region map (0 = uncovered), as a ``uint16`` id map.
+
+    Each connected piece of a region becomes its own superpixel. With ``fill``, the uncovered
+    pixels are split by SLIC restricted to them (maskSLIC, about one superpixel per
+    ``fill_segment_area`` pixels; needs ``image``) and any pixel still uncovered gets the id
+    of its connected component, so every pixel has a superpixel. Pieces under ``min_area``
+    pixels are then merged into their neighbour (:func:`merge_small_regions`).
+    """
+    from skimage.measure import label as _cc_label
+
+    regions = np.asarray(regions)
+    if regions.ndim != 2:
+        raise ValueError(f"expected an (H, W) region map, got shape {regions.shape}")
+    labels = _cc_label(regions.astype(np.int64), background=0, connectivity=1).astype(np.int64)
+    if fill:
+        gap = labels == 0
+        if gap.any():
+            n = int(labels.max())
+            if image is not None:
+                image = _check_image(image)
+                if image.shape[:2] != regions.shape:
+                    raise ValueError(
+                        f"image shape {image.shape[:2]} does not match regions {regions.shape}"
+                    )
+                k = max(1, round(int(gap.sum()) / max(1, int(fill_segment_area))))
+                # SLIC on the bounding box of the gaps only (the rest is masked out anyway)
+                rows, cols = np.flatnonzero(gap.any(1)), np.flatnonzero(gap.any(0))
+                box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+                filled = np.zeros(labels.shape, dtype=np.int64)
+                filled[box] = slic(
+                    image[box], n_segments=k, compactness=compactness, mask=gap[box]
+                )
+                labels = np.where(filled > 0, filled + n, labels)
+                gap = labels == 0
+            if gap.any():
+                rest = _cc_label(gap, background=0, connectivity=1).astype(np.int64)
+                labels = np.where(gap, rest + int(labels.max()), labels)
+    return merge_small_regions(labels, int(min_area))
+
+
+def instance_superpixels(
+    instances: np.ndarray,
+    image: np.ndarray | None = None,
+    fill: bool = False,
+    min_area: int = 0,
+    **fill_params: Any,
+) -> np.ndarray:
+    """Superpixels from pseudo-label instances: a painted instance map (0 = no mask) or
+    (K, H, W) bool masks (painted largest first).
+
+    ``fill=False`` is the paper's choice: uncovered pixels keep id 0 and are never queried.
+    ``fill=True`` splits them with SLIC (see :func:`superpixels_from_regions`).
+    """
+    instances = np.asarray(instances)
+    if instances.ndim == 3:
+        instances = paint_masks(instances)
+    return superpixels_from_regions(
+        instances, image=image, fill=fill, min_area=min_area, **fill_params
+    )
+
+
+_SAM_MASK_PARAMS = (
+    "points_per_side",
+    "points_per_batch",
+    "pred_iou_thresh",
+    "stability_score_thresh",
+    "stability_score_offset",
+    "box_nms_thresh",
+    "max_masks",
+    "exact_upscale",
+)
+_FILL_PARAMS = ("min_area", "fill_segment_area", "compactness")
+
+
+def _split_sam_params(params: dict) -> tuple[dict, dict]:
+    unknown = set(params) - set(_SAM_MASK_PARAMS) - set(_FILL_PARAMS)
+    if unknown:
+        raise TypeError(f"unknown SAM superpixel parameters: {sorted(unknown)}")
+    masks = {k: v for k, v in params.items() if k in _SAM_MASK_PARAMS}
+    fill = {k: v for k, v in params.items() if k in _FILL_PARAMS}
+    fill.setdefault("min_area", 100)
+    return masks, fill
+
+
+def sam_regions(image: np.ndarray, sam, embedding=None, **mask_params: Any) -> np.ndarray:
+    """The device part of :func:`sam_superpixels`: automatic masks of one image painted small
+    over large, as an (H, W) int64 region map on the CPU (0 = no mask)."""
+    from .sam import encode_images
+    from .sam_masks import automatic_masks, paint_masks_torch
+
+    image = np.asarray(image)
+    if embedding is None:
+        embedding = encode_images(sam, [image])[0]
+    if tuple(embedding.original_size) != tuple(image.shape[:2]):
+        raise ValueError(
+            f"embedding is for a {embedding.original_size} image, got {image.shape[:2]}"
+        )
+    masks, _ = automatic_masks(sam, embedding, **mask_params)
+    return paint_masks_torch(masks).cpu().numpy()
+
+
+def sam_superpixels(
+    image: np.ndarray,
+    sam,
+    points_per_side: int = 32,
+    points_per_batch: int = 256,
+    pred_iou_thresh: float = 0.88,
+    stability_score_thresh: float = 0.95,
+    stability_score_offset: float = 1.0,
+    box_nms_thresh: float = 0.7,
+    max_masks: int | None = None,
+    min_area: int = 100,
+    fill_segment_area: int = 1024,
+    compactness: float = 10.0,
+    embedding=None,
+) -> np.ndarray:
+    """Full-coverage superpixels of one (H, W, 3) uint8 image from SAM automatic masks.
+
+    Automatic masks from a point grid (:func:`alc_fiftyone.core.sam_masks.automatic_masks`)
+    are painted small over large on the device, then split into connected pieces, the
+    uncovered pixels filled with SLIC and pieces under ``min_area`` pixels merged into their
+    neighbour (:func:`superpixels_from_regions`). Returns a ``uint16`` id map, ids 1..N, no 0.
+    ``embedding`` (an :class:`~alc_fiftyone.core.sam.ImageEmbedding` of this image) skips the
+    encoder, e.g. when images were encoded in a batch.
+    """
+    regions = sam_regions(
+        image,
+        sam,
+        embedding=embedding,
+        points_per_side=points_per_side,
+        points_per_batch=points_per_batch,
+        pred_iou_thresh=pred_iou_thresh,
+        stability_score_thresh=stability_score_thresh,
+        stability_score_offset=stability_score_offset,
+        box_nms_thresh=box_nms_thresh,
+        max_masks=max_masks,
+    )
+    return superpixels_from_regions(
+        regions,
+        image=image,
+        fill=True,
+        min_area=min_area,
+        fill_segment_area=fill_segment_area,
+        compactness=compactness,
+    )
+
+
+def sam_superpixels_batch(
+    images, sam, batch_size: int = 8, workers: int = 4, embeddings=None, **params: Any
+):
+    """:func:`sam_superpixels` of many images, pipelined: images go through the encoder
+    ``batch_size`` at a time, masks are decoded and painted on the device, and the CPU part
+    (connected pieces, SLIC gap filling, merging) runs in ``workers`` threads while the device
+    goes on with the next images. Yields the ``uint16`` id maps in input order.
+
+    ``embeddings`` (optional, one per image or None) skips the encoder for those images.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .sam import encode_images
+
+    mask_params, fill_params = _split_sam_params(params)
+    images = list(images)
+    embeddings = list(embeddings) if embeddings is not None else [None] * len(images)
+    pending = []
+    with ThreadPoolExecutor(max(1, int(workers))) as pool:
+        for start in range(0, len(images), max(1, int(batch_size))):
+            chunk = images[start : start + batch_size]
+            embs = embeddings[start : start + batch_size]
+            missing = [i for i, e in enumerate(embs) if e is None]
+            if missing:
+                new = encode_images(sam, [chunk[i] for i in missing], batch_size)
+                for i, e in zip(missing, new):
+                    embs[i] = e
+            for image, emb in zip(chunk, embs):
+                regions = sam_regions(image, sam, embedding=emb, **mask_params)
+                pending.append(
+                    pool.submit(superpixels_from_regions, regions, image, True, **fill_params)
+                )
+            while pending and pending[0].done():
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
