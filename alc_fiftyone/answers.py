@@ -8,7 +8,7 @@ both the query's new status and the pointer to the new mask.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import fiftyone as fo
 import numpy as np
@@ -242,3 +242,89 @@ def undo(
     det["undone_at"] = datetime.now(timezone.utc)
     sample.save()
     return restored
+
+
+# --- claims: several reviewers on one dataset -------------------------------------------------
+
+CLAIM_SECONDS = 600  # a claim not answered within this time returns to the queue
+
+
+def _free_for(user: str | None, now: datetime, prefix: str = "") -> dict:
+    """Condition (on a query's fields, each name prefixed) under which ``user`` may claim it:
+    pending, claimed with an expired claim, or already claimed by ``user``."""
+    p = prefix
+    alts = [
+        {f"{p}status": "pending"},
+        {f"{p}status": "claimed", f"{p}claimed_until": {"$lt": now}},
+    ]
+    if user is not None:
+        alts.append({f"{p}status": "claimed", f"{p}claimed_by": user})
+    return {"$or": alts}
+
+
+def claim(
+    dataset,
+    query_id: str,
+    user: str | None,
+    seconds: float = CLAIM_SECONDS,
+    queries_field: str = "alc_queries",
+    sample_id: str | None = None,
+) -> bool:
+    """Claim query ``query_id`` for ``user`` for ``seconds``; True when the claim was won.
+
+    One atomic MongoDB update with an array filter on the query's id, status and claim expiry:
+    of two reviewers claiming the same query at once, exactly one wins. A query is claimable
+    when pending, when its claim expired, or when ``user`` already holds it (the claim is then
+    extended).
+    """
+    dataset = dataset._dataset
+    oid = ObjectId(query_id)
+    if sample_id is None:
+        sample_id = find_query_sample_id(dataset, query_id, queries_field)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)  # MongoDB stores naive UTC
+    until = now + timedelta(seconds=seconds)
+    arr = f"{queries_field}.detections"
+    res = dataset._sample_collection.update_one(
+        {"_id": ObjectId(sample_id), arr: {"$elemMatch": {"_id": oid, **_free_for(user, now)}}},
+        {
+            "$set": {
+                f"{arr}.$[q].status": "claimed",
+                f"{arr}.$[q].claimed_by": user,
+                f"{arr}.$[q].claimed_at": now,
+                f"{arr}.$[q].claimed_until": until,
+            }
+        },
+        array_filters=[{"q._id": oid, **_free_for(user, now, "q.")}],
+    )
+    _reload_sample(dataset, sample_id)
+    return res.modified_count == 1
+
+
+def release(dataset, query_id: str, user: str | None, queries_field: str = "alc_queries") -> bool:
+    """Give a claim of ``user`` back (the query is pending again); True if one was released."""
+    dataset = dataset._dataset
+    oid = ObjectId(query_id)
+    sample_id = find_query_sample_id(dataset, query_id, queries_field)
+    arr = f"{queries_field}.detections"
+    res = dataset._sample_collection.update_one(
+        {
+            "_id": ObjectId(sample_id),
+            arr: {"$elemMatch": {"_id": oid, "status": "claimed", "claimed_by": user}},
+        },
+        {
+            "$set": {
+                f"{arr}.$[q].status": "pending",
+                f"{arr}.$[q].claimed_by": None,
+                f"{arr}.$[q].claimed_until": None,
+            }
+        },
+        array_filters=[{"q._id": oid, "q.status": "claimed", "q.claimed_by": user}],
+    )
+    _reload_sample(dataset, sample_id)
+    return res.modified_count == 1
+
+
+def _reload_sample(dataset, sample_id: str) -> None:
+    """Refresh an in-memory copy of the sample after a direct database update, so that a
+    later ``sample.save()`` of it does not write back what it held before."""
+    fo.Sample._reload_docs(dataset._sample_collection_name, sample_ids=[sample_id])

@@ -5,7 +5,16 @@ Every name here must also be listed under ``operators:`` in ``fiftyone.yml``.
 
 from .export import ExportMasks, SaveRevisedVersion
 from .rank import RankSuperpixels
+from .sam import ComputeSamSuperpixels, GeneratePseudoLabels
 from .simulate import Simulate
 from .superpixels import ComputeSuperpixels
 
-OPERATORS = [ComputeSuperpixels, RankSuperpixels, Simulate, ExportMasks, SaveRevisedVersion]
+OPERATORS = [
+    ComputeSuperpixels,
+    RankSuperpixels,
+    Simulate,
+    ExportMasks,
+    SaveRevisedVersion,
+    GeneratePseudoLabels,
+    ComputeSamSuperpixels,
+]

@@ -1,3 +1,8 @@
-"""The plugin's panels (``foo.Panel`` classes), registered by the root ``__init__.py``."""
+"""The plugin's panels (``foo.Panel`` classes), registered by the root ``__init__.py``.
 
-PANELS = []
+Every name here must also be listed under ``panels:`` in ``fiftyone.yml``.
+"""
+
+from .review import ReviewPanel
+
+PANELS = [ReviewPanel]

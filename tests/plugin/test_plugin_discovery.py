@@ -91,4 +91,6 @@ def test_manifest_names_the_plugin():
         "simulate",
         "export_masks",
         "save_revised_version",
+        "generate_pseudo_labels",
+        "compute_sam_superpixels",
     }

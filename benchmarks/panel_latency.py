@@ -1,0 +1,160 @@
+"""Server time of the review panel from an answer to the next query rendered.
+
+Builds a generated dataset (``make_demo_dataset``, default 5,000 images of 64x48), computes
+SLIC superpixels and ranks them (``--budget`` queries, default 2,000), then answers queries
+through the panel's own callbacks, run by FiftyOne's ExecutionContext as the App runs them:
+each timing covers the answer written to the database (new revised mask + query update), the
+claim of the next query, its PNG picture, the progress counts and the panel layout. The same
+steps are then timed one by one through the SDK. Prints one table (milliseconds).
+
+    python benchmarks/panel_latency.py [--samples 5000] [--budget 2000] [--answers 100] [--check]
+
+Uses FIFTYONE_DATABASE_URI when set, else a private mongod started as the tests start theirs.
+``--check`` exits with status 1 when the p95 of the panel's answer-to-next-query time is
+300 ms or more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+if not os.environ.get("FIFTYONE_DATABASE_URI"):
+    sys.path.insert(0, str(REPO / "tests"))
+    import conftest  # noqa: F401 (starts a private mongod, stopped at exit)
+
+TARGET_P95_MS = 300.0
+
+
+def percentile(values, q: float) -> float:
+    xs = sorted(values)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+class PanelCall:
+    """Runs one panel callback as the App does (state carried between calls)."""
+
+    def __init__(self, panel, dataset, panel_id: str, reviewer: str):
+        self.panel, self.dataset, self.panel_id = panel, dataset, panel_id
+        self.state = {"reviewer": reviewer}
+
+    def __call__(self, method: str, **params):
+        from fiftyone.operators.executor import ExecutionContext, Executor
+
+        req = {
+            "dataset_name": self.dataset.name,
+            "params": {"panel_id": self.panel_id, "panel_state": self.state, **params},
+        }
+        ctx = ExecutionContext(request_params=req, executor=Executor())
+        getattr(self.panel, method)(ctx)
+        self.panel.render(ctx).to_json()
+        return ctx
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=5000)
+    ap.add_argument("--size", default="64x48", help="image size WxH")
+    ap.add_argument("--budget", type=int, default=2000)
+    ap.add_argument("--answers", type=int, default=100)
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+
+    os.environ.setdefault("ALC_FIFTYONE_DIR", tempfile.mkdtemp(prefix="alc-bench-"))
+    import alc_fiftyone as alc
+    from alc_fiftyone.review import get_query
+    from panels.review import ReviewPanel
+
+    name = f"alc-bench-panel-{uuid.uuid4().hex[:8]}"
+    t0 = time.perf_counter()
+    ds = alc.make_demo_dataset(name=name, num_samples=args.samples, size=(width, height), seed=0)
+    try:
+        t_make = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        alc.compute_superpixels(ds, method="slic", n_segments=20)
+        t_sp = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        alc.rank_superpixels(ds, "pseudo", budget=args.budget)
+        t_rank = time.perf_counter() - t0
+        classes = [n for v, n in ds.mask_targets["pseudo"].items() if v != 255]
+
+        panel = ReviewPanel()
+        call = PanelCall(panel, ds, "bench-panel", "bench")
+        call("on_load")  # warm up: imports, first claim
+        panel_ms = []
+        for i in range(args.answers):
+            q = call.state.get("query")
+            if q is None:
+                break
+            t = time.perf_counter()
+            if i % 2:
+                other = next(c for c in classes if c != q["label"])
+                call("answer_class", label=other)
+            else:
+                call("confirm")
+            panel_ms.append((time.perf_counter() - t) * 1000)
+
+        # the same steps one by one, through the SDK
+        steps: dict[str, list[float]] = {
+            "answer": [],
+            "claim next": [],
+            "render PNG": [],
+            "progress": [],
+        }
+        q = alc.next_query(ds, "sdk")
+        for _ in range(args.answers):
+            if q is None:
+                break
+            t = time.perf_counter()
+            alc.answer(ds, q["id"], None, user="sdk")
+            t1 = time.perf_counter()
+            q = alc.next_query(ds, "sdk")
+            t2 = time.perf_counter()
+            if q is None:
+                break
+            sample, det = get_query(ds, q["id"], sample_id=q["sample_id"])
+            alc.render_query(sample, det)
+            t3 = time.perf_counter()
+            alc.review_progress(ds, user="sdk")
+            t4 = time.perf_counter()
+            for key, dt in zip(steps, (t1 - t, t2 - t1, t3 - t2, t4 - t3)):
+                steps[key].append(dt * 1000)
+    finally:
+        ds.delete()
+
+    print(
+        f"dataset: {args.samples} images {width}x{height}, {args.budget} queries "
+        f"(make {t_make:.0f} s, superpixels {t_sp:.0f} s, rank {t_rank:.0f} s)"
+    )
+    print(f"{'step (ms)':<34} {'n':>5} {'p50':>8} {'p95':>8} {'max':>8}")
+    rows = [("panel: answer -> next query shown", panel_ms)] + [
+        (f"  sdk: {k}", v) for k, v in steps.items()
+    ]
+    for label, xs in rows:
+        print(
+            f"{label:<34} {len(xs):>5} {statistics.median(xs) if xs else float('nan'):>8.1f} "
+            f"{percentile(xs, 0.95):>8.1f} {max(xs) if xs else float('nan'):>8.1f}"
+        )
+    p95 = percentile(panel_ms, 0.95)
+    ok = p95 < TARGET_P95_MS
+    print(f"target p95 < {TARGET_P95_MS:.0f} ms: {'met' if ok else 'NOT met'} ({p95:.1f} ms)")
+    return 1 if args.check and not ok else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""The review panel's callbacks, run through FiftyOne's ExecutionContext and Executor as the
+App runs them, on real datasets: answers, undo, skip, claims and their expiry, two reviewers.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bson import ObjectId
+from PIL import Image
+
+import alc_fiftyone as alc
+from alc_fiftyone.answers import attr, query_region
+from alc_fiftyone.labels import read_current_labels
+from alc_fiftyone.review import get_query
+from alc_fiftyone.storage import read_segmentation
+
+FIELD = "alc_queries"
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # the plugin's panels/ package, as FiftyOne loads it
+    sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture
+def ranked(unique_name, tmp_alc_dir):
+    ds = alc.make_demo_dataset(name=unique_name, num_samples=8, size=(96, 72), seed=5)
+    alc.compute_superpixels(ds, method="slic", n_segments=40)
+    alc.rank_superpixels(ds, "pseudo", budget=12)
+    yield ds
+    if not ds.deleted:
+        ds.delete()
+
+
+@pytest.fixture
+def panel():
+    from panels.review import ReviewPanel
+
+    return ReviewPanel()
+
+
+class Session:
+    """One reviewer's panel in the App: its state lives between callbacks as in the browser."""
+
+    def __init__(self, panel, ds, panel_id, reviewer=None, view=None):
+        self.panel, self.ds, self.panel_id, self.view = panel, ds, panel_id, view
+        self.state = {"reviewer": reviewer} if reviewer else {}
+        self.data = {}
+        self.requests = []
+
+    def call(self, method, **params):
+        from fiftyone.operators.executor import ExecutionContext, Executor
+
+        executor = Executor()
+        req = {
+            "dataset_name": self.ds.name,
+            "params": {"panel_id": self.panel_id, "panel_state": self.state, **params},
+        }
+        if self.view is not None:
+            req["view"] = self.view._serialize()
+        ctx = ExecutionContext(request_params=req, executor=executor)
+        getattr(self.panel, method)(ctx)
+        layout = self.panel.render(ctx)
+        layout.to_json()  # what the App receives must serialize
+        self.requests = [r.to_json() for r in executor._requests]
+        for r in self.requests:
+            if r["operator_uri"] == "patch_panel_data":
+                self.data.update(r["params"]["data"])
+        return ctx
+
+    @property
+    def query(self):
+        return self.state.get("query")
+
+
+def _det(ds, qid):
+    return get_query(ds, qid, FIELD)[1]
+
+
+def _other_class(ds, label):
+    return next(n for v, n in ds.mask_targets["pseudo"].items() if v != 255 and n != label)
+
+
+def test_load_claims_best_query_and_draws_it(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    q = a.query
+    assert q["rank"] == 1
+    d = _det(ranked, q["id"])
+    assert d.status == "claimed" and d.claimed_by == "ann" and d.claimed_until is not None
+    uri = a.data["query_image"]
+    assert uri.startswith("data:image/png;base64,")
+    im = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert max(im.size) >= 400  # a 96x72 image is enlarged to read well
+    p = a.state["progress"]["round"]
+    assert p["queries"] == 12 and p["queued"] == 12 and p["answered"] == 0
+    # reopening the panel (a new browser tab, same reviewer) shows the same query
+    again = Session(panel, ranked, "panel-a2", reviewer="ann")
+    again.call("on_load")
+    assert again.query["id"] == q["id"]
+
+
+def test_confirm_correct_undo_skip(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    first = a.query
+    a.call("confirm")
+    d = _det(ranked, first["id"])
+    assert d.status == "confirmed" and d.answered_by == "ann" and d.answered_at is not None
+    assert a.query["id"] != first["id"] and "saved" in a.state["message"]
+
+    second = a.query
+    before = read_current_labels(ranked[second["sample_id"]], "pseudo", "alc_revised")
+    target = _other_class(ranked, second["label"])
+    a.call("answer_class", label=target)
+    d2 = _det(ranked, second["id"])
+    assert d2.status == "corrected" and d2.answer == target and d2.pixels_changed > 0
+    d2_changed = d2.pixels_changed
+    progress = a.state["progress"]["round"]
+    # confirming writes the confirmed class to the whole region too (METHOD.md, step 6)
+    both = d.pixels_changed + d2.pixels_changed
+    assert progress["answered"] == 2 and progress["pixels_changed"] == both
+
+    # undo takes the last answer back (pixels restored) and shows that query again
+    a.call("undo")
+    d2 = _det(ranked, second["id"])
+    assert d2.status == "claimed" and attr(d2, "answer") is None
+    assert a.query["id"] == second["id"]
+    assert a.state["message"].startswith(f"undone: {d2_changed} pixels")
+    sample = ranked[second["sample_id"]]
+    slc, region = query_region(d2, (72, 96))
+    revised = read_segmentation(sample, "alc_revised")[slc][region]
+    assert np.array_equal(revised, before[slc][region])
+
+    # the class picked from the searchable list
+    a.call("pick_class", value=target)
+    assert _det(ranked, second["id"]).status == "corrected"
+
+    third = a.query
+    a.call("skip")
+    assert _det(ranked, third["id"]).status == "skipped"
+    assert a.query["id"] not in (first["id"], second["id"], third["id"])
+    assert a.state["progress"]["round"]["skipped"] == 1
+
+
+def test_undo_without_answers_says_so(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    a.call("undo")
+    assert a.state["level"] == "warning" and "no answer to undo" in a.state["message"]
+
+
+def test_two_reviewers_never_get_the_same_query(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    b = Session(panel, ranked, "panel-b", reviewer="bob")
+    a.call("on_load")
+    b.call("on_load")
+    assert a.query["id"] != b.query["id"]
+    answered = []
+    while a.query or b.query:
+        for s in (a, b):
+            if s.query:
+                answered.append(s.query["id"])
+                s.call("confirm")
+                if a.query and b.query:
+                    assert a.query["id"] != b.query["id"]
+    assert len(answered) == len(set(answered)) == 12
+    dets = [d for ds in ranked.values(f"{FIELD}.detections") for d in (ds or [])]
+    by = {d.answered_by for d in dets}
+    assert by == {"ann", "bob"} and all(d.status == "confirmed" for d in dets)
+    a.call("refresh")  # progress counts the other reviewer's answers too
+    assert a.query is None
+    assert a.state["progress"]["round"]["queued"] == 0
+    assert a.state["progress"]["round"]["answered"] == 12
+
+
+def test_concurrent_claims_are_exclusive(ranked):
+    got, errors = {}, []
+
+    def reviewer(name):
+        try:
+            q = alc.next_query(ranked, name)
+            got[name] = q["id"] if q else None
+        except Exception as e:  # noqa: BLE001 (any error fails the test below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=reviewer, args=(f"r{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    ids = list(got.values())
+    assert None not in ids and len(set(ids)) == 8
+    # and the same query claimed by two users at once: exactly one wins
+    free = alc.next_query(ranked, "probe")
+    alc.release(ranked, free["id"], "probe")
+    wins = []
+    barrier = threading.Barrier(6)
+
+    def race(name):
+        barrier.wait()
+        wins.append(alc.claim(ranked, free["id"], name))
+
+    threads = [threading.Thread(target=race, args=(f"x{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(wins) == 1
+
+
+def test_expired_claim_returns_to_the_queue(ranked, panel):
+    q = alc.next_query(ranked, "ann", seconds=0.5)
+    assert not alc.claim(ranked, q["id"], "bob")  # held
+    b = Session(panel, ranked, "panel-b", reviewer="bob")
+    b.call("on_load")
+    assert b.query["id"] != q["id"]
+    time.sleep(0.6)
+    assert alc.claim(ranked, q["id"], "bob")  # expired: free again
+    d = _det(ranked, q["id"])
+    assert d.claimed_by == "bob" and d.status == "claimed"
+
+
+def test_answer_after_claim_lost_is_refused(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    q = a.query
+    # ann's claim expires and bob takes the query
+    ranked._sample_collection.update_one(
+        {"_id": ObjectId(q["sample_id"]), f"{FIELD}.detections._id": ObjectId(q["id"])},
+        {"$set": {f"{FIELD}.detections.$.claimed_until": datetime(2000, 1, 1)}},
+    )
+    assert alc.claim(ranked, q["id"], "bob")
+    a.call("confirm")
+    assert a.state["level"] == "warning" and "another reviewer" in a.state["message"]
+    d = _det(ranked, q["id"])
+    assert d.status == "claimed" and d.claimed_by == "bob" and attr(d, "answer") is None
+    assert a.query["id"] != q["id"]
+
+
+def test_refused_answer_is_shown_and_the_next_query_served(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    q = a.query
+    alc.compute_superpixels(
+        ranked.select(q["sample_id"]), method="slic", n_segments=10, overwrite=True
+    )
+    a.call("confirm")
+    assert a.state["level"] == "error" and "changed since it was ranked" in a.state["message"]
+    assert a.query["id"] != q["id"]
+    assert _det(ranked, q["id"]).status == "pending"
+
+
+def test_panel_works_on_the_view_open(ranked, panel):
+    ids = ranked.values("id")
+    with_queries = [i for i, d in zip(ids, ranked.values(f"{FIELD}.detections")) if d]
+    subset = ranked.select(with_queries[-2:])
+    a = Session(panel, ranked, "panel-a", reviewer="ann", view=subset)
+    a.call("on_load")
+    seen = set()
+    while a.query:
+        assert a.query["sample_id"] in with_queries[-2:]
+        seen.add(a.query["id"])
+        a.call("confirm")
+    n = sum(len(d or []) for d in subset.values(f"{FIELD}.detections"))
+    assert len(seen) == n and a.state["progress"]["round"]["queries"] == n
+    # the review queue as a patches view (what "Queue in grid" shows) works too
+    b = Session(panel, ranked, "panel-b", reviewer="bob", view=alc.review_queue(ranked))
+    b.call("on_load")
+    assert b.query is not None and b.query["id"] not in seen, (n, len(with_queries), b.state)
+
+
+def test_buttons_trigger_the_app(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    q = a.query
+    a.call("open_sample")
+    uris = [r["operator_uri"] for r in a.requests]
+    assert "open_sample" in uris and "set_selected_labels" in uris
+    a.call("show_queue")
+    assert "set_view" in [r["operator_uri"] for r in a.requests]
+    a.call("rank_again")
+    prompt = next(r for r in a.requests if r["operator_uri"] == "prompt_user_for_operation")
+    assert prompt["params"]["operator_uri"].endswith("/rank_superpixels")
+    assert prompt["params"]["params"]["label_field"] == "pseudo"
+    assert _det(ranked, q["id"]).status == "pending"  # its claim was given back
+    for method, op in (("save_version", "save_revised_version"), ("export", "export_masks")):
+        a.call(method)
+        prompt = next(r for r in a.requests if r["operator_uri"] == "prompt_user_for_operation")
+        assert prompt["params"]["operator_uri"].endswith("/" + op)
+
+
+def test_empty_queue_and_dataset_without_queries(unique_name, tmp_alc_dir, panel):
+    ds = alc.make_demo_dataset(name=unique_name, num_samples=2, size=(32, 24), seed=1)
+    try:
+        a = Session(panel, ds, "panel-a", reviewer="ann")
+        a.call("on_load")
+        assert a.query is None and a.state["level"] == "error"
+        assert "rank_superpixels" in a.state["message"]
+    finally:
+        ds.delete()
+
+
+@pytest.mark.parametrize("size", [(64, 48), (1600, 1200)])
+def test_picture_of_any_size(unique_name, tmp_alc_dir, size):
+    ds = alc.make_demo_dataset(name=unique_name, num_samples=1, size=size, seed=2)
+    try:
+        alc.compute_superpixels(ds, method="slic", n_segments=30)
+        alc.rank_superpixels(ds, "pseudo", budget=2)
+        q = alc.next_query(ds, "ann")
+        sample, det = get_query(ds, q["id"])
+        t = time.perf_counter()
+        png = alc.render_query(sample, det)
+        assert time.perf_counter() - t < 5
+        im = Image.open(io.BytesIO(png))
+        assert 200 <= max(im.size) <= 480 + 2 * 30  # the picture, its frame and legend
+        arr = np.asarray(im.convert("RGB"))
+        assert (arr == (255, 40, 40)).all(axis=2).any()  # the star
+        assert (arr == (255, 255, 0)).all(axis=2).any()  # the region's outline
+    finally:
+        ds.delete()
+
+
+@pytest.mark.parametrize("num_classes", [2, 200])
+def test_two_to_two_hundred_classes(unique_name, tmp_alc_dir, panel, num_classes):
+    ds = alc.make_demo_dataset(
+        name=unique_name, num_samples=3, size=(64, 48), num_classes=num_classes, seed=3
+    )
+    try:
+        alc.compute_superpixels(ds, method="slic", n_segments=20)
+        alc.rank_superpixels(ds, "pseudo", budget=4)
+        a = Session(panel, ds, "panel-a", reviewer="ann")
+        ctx = a.call("on_load")
+        q = a.query
+        layout = panel.render(ctx).to_json()
+        choices = layout["type"]["properties"]["pick"]["view"]["choices"]
+        assert len(choices) == num_classes + 1  # every class and the ignore value
+        keys = layout["type"]["properties"]["keys"]["view"]
+        assert keys["component"] == "AlcKeys" and len(keys["suggestions"]) <= 9
+        target = _other_class(ds, q["label"])
+        a.call("answer_class", label=target)
+        assert _det(ds, q["id"]).status == "corrected"
+    finally:
+        ds.delete()
