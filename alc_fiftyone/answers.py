@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import fiftyone as fo
 import numpy as np
@@ -68,6 +69,70 @@ def _class_value(label, names: dict[int, str], num_classes: int, ignore, query_i
     )
 
 
+def _mask_path(sample, field: str) -> str | None:
+    seg = sample[field] if sample.has_field(field) else None
+    return seg.mask_path if seg is not None else None
+
+
+def _commit(
+    dataset,
+    sample_id: str,
+    queries_field: str,
+    query_updates: dict[str, dict],
+    revised_field: str,
+    expected_revised: str | None,
+    new_revised: str | None,
+    unanswered: tuple[str, ...] = (),
+    answered: tuple[str, ...] = (),
+) -> bool:
+    """Write query attributes and the revised mask of one sample in one conditional update.
+
+    Only the named queries' attributes are set (a claim another reviewer just took on another
+    query of the sample survives), and only if the revised mask is still ``expected_revised``
+    (nobody changed the labels since they were read: no lost update) and the queries in
+    ``unanswered`` / ``answered`` still are. Returns False when a condition failed.
+    """
+    arr = f"{queries_field}.detections"
+    conds: list[dict] = [{f"{revised_field}.mask_path": expected_revised}]
+    if expected_revised is None:  # matches a missing or empty field
+        conds = [{f"{revised_field}.mask_path": {"$in": [None]}}]
+    for qid in unanswered:
+        q = {"_id": ObjectId(qid), "status": {"$nin": list(ANSWERED)}}
+        conds.append({arr: {"$elemMatch": q}})
+    for qid in answered:
+        conds.append(
+            {arr: {"$elemMatch": {"_id": ObjectId(qid), "status": {"$in": list(ANSWERED)}}}}
+        )
+    sets: dict = {}
+    filters = []
+    for i, (qid, values) in enumerate(query_updates.items()):
+        filters.append({f"q{i}._id": ObjectId(qid)})
+        for key, value in values.items():
+            sets[f"{arr}.$[q{i}].{key}"] = _db_value(value)
+    if new_revised is not None:
+        sets[revised_field] = fo.Segmentation(mask_path=new_revised).to_mongo()
+    res = dataset._sample_collection.update_one(
+        {"_id": ObjectId(sample_id), "$and": conds}, {"$set": sets}, array_filters=filters
+    )
+    fo.Sample._reload_docs(dataset._sample_collection_name, sample_ids=[sample_id])
+    return res.matched_count == 1
+
+
+def _ensure_revised_field(dataset, label_field: str, revised_field: str, names) -> None:
+    if not dataset.has_sample_field(revised_field):
+        dataset.add_sample_field(
+            revised_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Segmentation
+        )
+    if revised_field not in (dataset.mask_targets or {}):
+        dataset.mask_targets = {
+            **(dataset.mask_targets or {}),
+            revised_field: mask_targets(dataset, label_field) or names,
+        }
+
+
+MAX_ATTEMPTS = 20
+
+
 def apply_answers(
     dataset,
     sample_id: str,
@@ -77,12 +142,26 @@ def apply_answers(
 ) -> dict[str, int]:
     """Apply answers to queries of one sample in a single write; returns pixels changed per
     query id. An answer is a class name or value (written to every pixel of the query's
-    region) or :data:`KEEP` / ``None`` (the labels are right as they are: nothing changes)."""
-    sample = dataset[sample_id]
-    dets = {d.id: d for d in (sample[queries_field].detections if sample[queries_field] else [])}
+    region) or :data:`KEEP` / ``None`` (the labels are right as they are: nothing changes).
+
+    Safe with several reviewers: the write is conditional on the revised mask being the one
+    read and on the queries being unanswered; when another answer on the same sample came
+    first, the labels are read again and the answers re-applied.
+    """
     answers = list(answers)
     if not answers:
         return {}
+    for _ in range(MAX_ATTEMPTS):
+        result = _try_apply(dataset, sample_id, answers, user, queries_field)
+        if result is not None:
+            return result
+    raise QueryError(f"sample {sample_id} kept changing under the answer; try again")
+
+
+def _try_apply(dataset, sample_id, answers, user, queries_field) -> dict[str, int] | None:
+    sample = dataset[sample_id]
+    sample.reload()
+    dets = {d.id: d for d in (sample[queries_field].detections if sample[queries_field] else [])}
     first = dets.get(answers[0][0])
     if first is None:
         raise QueryError(f"no query {answers[0][0]} on sample {sample_id}")
@@ -90,17 +169,12 @@ def apply_answers(
     revised_field = attr(first, "revised_field")
     sp_field = attr(first, "superpixel_field")
     names, ignore, num_classes = class_table(dataset, label_field)
-    sp_now = (
-        sample[sp_field].mask_path if sample.has_field(sp_field) and sample[sp_field] else None
-    )
+    sp_now = _mask_path(sample, sp_field)
     labels = read_current_labels(sample, label_field, revised_field)
-    before_path = (
-        sample[revised_field].mask_path
-        if sample.has_field(revised_field) and sample[revised_field] is not None
-        else None
-    )
+    before_path = _mask_path(sample, revised_field)
     now = datetime.now(timezone.utc)
     changed: dict[str, int] = {}
+    updates: dict[str, dict] = {}
     for query_id, label in answers:
         det = dets.get(query_id)
         if det is None:
@@ -125,22 +199,34 @@ def apply_answers(
             n = int((window[region] != value).sum())
             window[region] = value
             status = "confirmed" if value == attr(det, "current_value") else "corrected"
-        det["status"] = status
-        det["answer"] = names.get(value, str(value)) if value is not None else det.label
-        det["answer_value"] = value
-        det["answered_by"] = user
-        det["answered_at"] = now
-        det["pixels_changed"] = n
-        det["revised_before"] = before_path
-        changed[query_id] = n
-    new_path = write_mask(labels, dataset, revised_field, sample_id)
-    sample[revised_field] = fo.Segmentation(mask_path=new_path)
-    sample.save()
-    if revised_field not in (dataset.mask_targets or {}):
-        dataset.mask_targets = {
-            **(dataset.mask_targets or {}),
-            revised_field: mask_targets(dataset, label_field) or names,
+        updates[query_id] = {
+            "status": status,
+            "answer": names.get(value, str(value)) if value is not None else det.label,
+            "answer_value": value,
+            "answered_by": user,
+            "answered_at": now,
+            "pixels_changed": n,
+            "revised_before": before_path,
         }
+        changed[query_id] = n
+    _ensure_revised_field(dataset, label_field, revised_field, names)
+    new_path = None
+    if any(n for n in changed.values()) or before_path is None:
+        new_path = write_mask(labels, dataset, revised_field, sample_id)
+    ok = _commit(
+        dataset,
+        sample_id,
+        queries_field,
+        updates,
+        revised_field,
+        before_path,
+        new_path,
+        unanswered=tuple(updates),
+    )
+    if not ok:
+        if new_path:
+            Path(new_path).unlink(missing_ok=True)  # never referenced
+        return None
     return changed
 
 
@@ -166,14 +252,29 @@ def answer(
 def skip(dataset, query_id: str, user: str | None = None, queries_field="alc_queries") -> None:
     """Mark a query skipped: it stays unanswered and may be ranked again."""
     dataset = dataset._dataset
-    sample = dataset[find_query_sample_id(dataset, query_id, queries_field)]
+    sample_id = find_query_sample_id(dataset, query_id, queries_field)
+    sample = dataset[sample_id]
+    sample.reload()
     det = next(d for d in sample[queries_field].detections if d.id == query_id)
     if attr(det, "status") in ANSWERED:
         raise QueryError(f"query {query_id} is answered; undo it instead of skipping")
-    det["status"] = "skipped"
-    det["answered_by"] = user
-    det["answered_at"] = datetime.now(timezone.utc)
-    sample.save()
+    update = {"status": "skipped", "answered_by": user, "answered_at": datetime.now(timezone.utc)}
+    arr = f"{queries_field}.detections"
+    q = {"_id": ObjectId(query_id), "status": {"$nin": list(ANSWERED)}}
+    res = dataset._sample_collection.update_one(
+        {"_id": ObjectId(sample_id), arr: {"$elemMatch": q}},
+        {"$set": {f"{arr}.$[q].{k}": _db_value(v) for k, v in update.items()}},
+        array_filters=[{"q._id": ObjectId(query_id)}],
+    )
+    fo.Sample._reload_docs(dataset._sample_collection_name, sample_ids=[sample_id])
+    if res.matched_count != 1:
+        raise QueryError(f"query {query_id} was answered meanwhile; undo it instead of skipping")
+
+
+def _db_value(value):
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def last_answered(dataset, queries_field: str = "alc_queries", user: str | None = None):
@@ -205,13 +306,25 @@ def undo(
         query_id = last_answered(dataset, queries_field, user)
         if query_id is None:
             raise ALCError("there is no answer to undo")
-    sample = dataset[find_query_sample_id(dataset, query_id, queries_field)]
+    sample_id = find_query_sample_id(dataset, query_id, queries_field)
+    for _ in range(MAX_ATTEMPTS):
+        restored = _try_undo(dataset, sample_id, query_id, user, queries_field)
+        if restored is not None:
+            return restored
+    raise QueryError(f"sample {sample_id} kept changing under the undo; try again")
+
+
+def _try_undo(dataset, sample_id, query_id, user, queries_field) -> int | None:
+    sample = dataset[sample_id]
+    sample.reload()
     det = next(d for d in sample[queries_field].detections if d.id == query_id)
     if attr(det, "status") not in ANSWERED:
         raise QueryError(f"query {query_id} is {attr(det, 'status')!r}, not answered")
     label_field = attr(det, "label_field")
     revised_field = attr(det, "revised_field")
+    current_path = _mask_path(sample, revised_field)
     restored = 0
+    new_path = None
     if attr(det, "answer_value") is not None:
         current = read_segmentation(sample, revised_field)
         before_path = attr(det, "revised_before")
@@ -225,22 +338,31 @@ def undo(
         old = before[slc][region]
         restored = int((window[region] != old).sum())
         window[region] = old
-        sample[revised_field] = fo.Segmentation(
-            mask_path=write_mask(current, dataset, revised_field, sample.id)
-        )
-    for name in (
+        new_path = write_mask(current, dataset, revised_field, sample.id)
+    cleared = (
         "answer",
         "answer_value",
         "answered_by",
         "answered_at",
         "pixels_changed",
         "revised_before",
-    ):
-        det[name] = None
-    det["status"] = "pending"
-    det["undone_by"] = user
-    det["undone_at"] = datetime.now(timezone.utc)
-    sample.save()
+    )
+    update = {name: None for name in cleared}
+    update.update(status="pending", undone_by=user, undone_at=datetime.now(timezone.utc))
+    ok = _commit(
+        dataset,
+        sample_id,
+        queries_field,
+        {query_id: update},
+        revised_field,
+        current_path,
+        new_path,
+        answered=(query_id,),
+    )
+    if not ok:
+        if new_path:
+            Path(new_path).unlink(missing_ok=True)
+        return None
     return restored
 
 

@@ -360,3 +360,49 @@ def test_rank_superpixels_of_another_size_named(ranked):
         alc.rank_superpixels(ds, "pseudo", budget=12)
     assert "differ in size" in str(e.value)
     assert sorted(d.id for _, d in _queries(ds)) == before
+
+
+def test_concurrent_answers_on_one_sample_lose_nothing(ranked, monkeypatch):
+    """A second reviewer's answer lands on the same sample between the first answer's read
+    and its write: the first is re-applied on top, and both regions end up relabelled."""
+    import alc_fiftyone.answers as answers_mod
+
+    ds, _ = ranked
+    by_sample: dict = {}
+    for sid, d in _queries(ds):
+        by_sample.setdefault(sid, []).append(d)
+    sid, (q1, q2) = next((s, qs[:2]) for s, qs in by_sample.items() if len(qs) >= 2)
+    real_write = answers_mod.write_mask
+    calls = {"n": 0}
+
+    def racing_write(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the other reviewer answers q2 (and claims nothing else) first
+            real = answers_mod.write_mask
+            answers_mod.write_mask = real_write
+            try:
+                alc.answer(ds, q2.id, "square", user="bob")
+            finally:
+                answers_mod.write_mask = real
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(answers_mod, "write_mask", racing_write)
+    alc.answer(ds, q1.id, "ring", user="ann")
+    s = ds[sid]
+    s.reload()
+    revised = read_segmentation(s, "alc_revised")
+    names = {n: v for v, n in ds.mask_targets["pseudo"].items()}
+    for q, cls in ((q1, "ring"), (q2, "square")):
+        slc, region = query_region(q, revised.shape)
+        assert np.all(revised[slc][region] == names[cls])
+    dets = {d.id: d for d in s.alc_queries.detections}
+    assert dets[q1.id].answered_by == "ann" and dets[q2.id].answered_by == "bob"
+    assert calls["n"] == 2  # the first write was refused and redone
+    # a claim on a third query of the sample survives answers to the others
+    others = [d for d in by_sample[sid] if d.id not in (q1.id, q2.id)]
+    if others:
+        assert alc.claim(ds, others[0].id, "carol")
+        alc.undo(ds, q1.id)
+        s.reload()
+        d3 = next(d for d in s.alc_queries.detections if d.id == others[0].id)
+        assert d3.status == "claimed" and d3.claimed_by == "carol"
