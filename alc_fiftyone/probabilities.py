@@ -71,8 +71,27 @@ class FeatureModel(ProbabilityModel):
     name = "features"
 
     def __init__(
-        self, n_folds: int = 5, estimator: str = "hgb", seed: int = 0, fold_by: str = "blocks"
+        self,
+        n_folds: int = 5,
+        estimator: str = "hgb",
+        seed: int = 0,
+        fold_by: str = "blocks",
+        granularity: str = "superpixel",
+        fine_factor: float = 2.0,
+        fine_compactness: float = 10.0,
+        calibrate: str | None = None,
     ):
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        if fine_factor <= 0:
+            raise ValueError(f"fine_factor must be > 0, got {fine_factor}")
+        if calibrate not in (None, "temperature"):
+            raise ValueError(f"calibrate must be None or 'temperature', got {calibrate!r}")
+        self.calibrate = calibrate
+        self.temperature = 1.0
+        self.granularity = granularity
+        self.fine_factor = float(fine_factor)
+        self.fine_compactness = float(fine_compactness)
         self.fold_by = fold_by
         self.n_folds = n_folds
         self.estimator = estimator
@@ -82,11 +101,29 @@ class FeatureModel(ProbabilityModel):
         self._features: list[np.ndarray] = []
         self._clf: cp.OutOfFoldClassifier | None = None
         self._num_classes = 0
-        self._cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        # (sample id, superpixel mask path) -> (regions map or None, ids, features)
+        self._cache: dict[tuple[str, str], tuple[np.ndarray | None, np.ndarray, np.ndarray]] = {}
+        self._regions: list[np.ndarray | None] = []
+
+    @property
+    def fine(self) -> bool:
+        return self.granularity == "fine"
+
+    def _compute_features(self, image: np.ndarray, sp: np.ndarray):
+        """(regions or None, ids, features) of one image: on the query superpixels, or with
+        ``granularity="fine"`` on their intersection with a finer SLIC (see
+        :func:`fine_regions`), each fine region's features followed by its parent's."""
+        if not self.fine:
+            return (None, *cp.superpixel_features(image, sp))
+        regions, parent = fine_regions(image, sp, self.fine_factor, self.fine_compactness)
+        ids, feats = cp.superpixel_features(image, regions)
+        pids, pfeats = cp.superpixel_features(image, sp)
+        rows = np.searchsorted(pids, parent[ids])
+        return regions, ids, np.concatenate([feats, pfeats[rows]], axis=1)
 
     def fit(self, ctx: FitContext) -> None:
         self._num_classes = ctx.num_classes
-        self._index, self._ids, self._features = {}, [], []
+        self._index, self._ids, self._features, self._regions = {}, [], [], []
         groups = []
         samples = ctx.samples
         for sample in track(samples.iter_samples(), len(samples), ctx.progress, "features"):
@@ -98,15 +135,18 @@ class FeatureModel(ProbabilityModel):
             if cached is None:
                 image = read_image(sample)
                 check_same_size(sample, "the image", image.shape, "the superpixel map", sp.shape)
-                # features depend on the image and superpixels only: kept across rounds
-                cached = self._cache[key] = cp.superpixel_features(image, sp)
-            ids, feats = cached
+                # features (and fine regions) depend on the image and superpixels only: kept
+                # across rounds, never written to the dataset
+                cached = self._cache[key] = self._compute_features(image, sp)
+            regions, ids, feats = cached
+            rmap = sp if regions is None else regions
             targets, purity = cp.superpixel_targets(
-                labels, sp, ids, ctx.num_classes, ignore_index=ctx.ignore_index
+                labels, rmap, ids, ctx.num_classes, ignore_index=ctx.ignore_index
             )
-            sizes = np.bincount(sp.ravel(), minlength=int(ids.max()) + 1 if len(ids) else 1)
+            sizes = np.bincount(rmap.ravel(), minlength=int(ids.max()) + 1 if len(ids) else 1)
             weight = np.sqrt(sizes[ids].astype(np.float64)) * purity if len(ids) else None
             self._index[sample.id] = len(self._ids)
+            self._regions.append(regions)
             self._ids.append(ids)
             self._features.append(feats)
             groups.append((feats, targets, weight))
@@ -117,19 +157,34 @@ class FeatureModel(ProbabilityModel):
             seed=self.seed,
             fold_by=self.fold_by,
         ).fit(groups)
+        self.temperature = 1.0
+        if self.calibrate == "temperature":
+            self.temperature = cp.fit_temperature(
+                [self._clf.predict_proba(i, g[0]) for i, g in enumerate(groups)],
+                [g[1] for g in groups],
+                [g[2] for g in groups],
+            )
 
     def predict(self, sample, superpixels, image=None):
         if self._clf is None:
             raise ALCError("FeatureModel.predict called before fit")
         i = self._index.get(sample.id)
+        regions = None
+        if i is not None:
+            regions = self._regions[i]
+            if regions is not None and regions.shape != superpixels.shape:
+                i = None  # the superpixels changed since fit: recompute below
         if i is None:
             if image is None:
                 image = read_image(sample)
-            ids, feats = cp.superpixel_features(image, superpixels)
+            regions, ids, feats = self._compute_features(image, superpixels)
             sp_probs = self._clf.predict_proba_new(feats)
         else:
             ids, sp_probs = self._ids[i], self._clf.predict_proba(i, self._features[i])
-        return cp.broadcast(sp_probs, ids, superpixels, self._num_classes)
+        if self.temperature != 1.0:
+            sp_probs = cp.apply_temperature(sp_probs, self.temperature)
+        rmap = superpixels if regions is None else np.where(superpixels > 0, regions, 0)
+        return cp.broadcast(sp_probs, ids, rmap, self._num_classes)
 
     def describe(self):
         return {
@@ -137,7 +192,49 @@ class FeatureModel(ProbabilityModel):
             "estimator": self.estimator,
             "n_folds": self.n_folds,
             "fold_by": self.fold_by,
+            "granularity": self.granularity,
+            **(
+                {"calibrate": self.calibrate, "temperature": round(self.temperature, 4)}
+                if self.calibrate
+                else {}
+            ),
+            **(
+                {"fine_factor": self.fine_factor, "fine_compactness": self.fine_compactness}
+                if self.fine
+                else {}
+            ),
         }
+
+
+GRANULARITIES = ("superpixel", "fine")
+
+
+def fine_regions(
+    image: np.ndarray, superpixels: np.ndarray, factor: float = 2.0, compactness: float = 10.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Regions finer than the query superpixels, nested inside them.
+
+    SLIC (Achanta et al., TPAMI 2012) with ``factor`` times as many segments as the image has
+    query superpixels, intersected with the query map, so that every fine region lies inside
+    one query superpixel. Returns ``(regions, parent)``: an (H, W) int32 map (0 where the
+    query map is 0, else 1..R) and an int64 (R + 1,) array giving each fine id its query
+    superpixel id (``parent[0] = 0``).
+    """
+    from .core.superpixels import slic
+
+    sp = np.asarray(superpixels)
+    n_query = int(np.count_nonzero(np.bincount(sp.ravel())[1:]))
+    if n_query == 0:
+        return np.zeros(sp.shape, dtype=np.int32), np.zeros(1, dtype=np.int64)
+    fine = slic(image, n_segments=max(1, round(factor * n_query)), compactness=compactness)
+    key = sp.astype(np.int64) * (int(fine.max()) + 1) + fine.astype(np.int64)
+    key[sp == 0] = 0
+    uniq, inv = np.unique(key.ravel(), return_inverse=True)
+    offset = 0 if uniq[0] == 0 else 1
+    regions = (inv.reshape(sp.shape) + offset).astype(np.int32)
+    parent = np.zeros(len(uniq) + offset, dtype=np.int64)
+    parent[offset:] = uniq // (int(fine.max()) + 1)
+    return regions, parent
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -237,5 +334,6 @@ __all__ = [
     "FieldModel",
     "FitContext",
     "ProbabilityModel",
+    "fine_regions",
     "get_model",
 ]

@@ -500,6 +500,54 @@ class OutOfFoldClassifier:
             return _finish(np.mean([m.predict(f) for m in self.models_], axis=0))
 
 
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Rows of ``probs`` re-tempered: softmax(log p / T), floored like every prediction."""
+    logp = np.log(np.maximum(np.asarray(probs, dtype=np.float64), 1e-12)) / float(temperature)
+    logp -= logp.max(axis=1, keepdims=True)
+    p = np.exp(logp)
+    return _finish(p / p.sum(axis=1, keepdims=True))
+
+
+def fit_temperature(
+    probs: list[np.ndarray],
+    targets: list[np.ndarray],
+    weights: list[np.ndarray | None] | None = None,
+    bounds: tuple[float, float] = (0.05, 20.0),
+) -> float:
+    """Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017)
+    of out-of-fold probabilities: the T minimising the weighted negative log-likelihood of
+    ``targets`` (-1 skipped) under softmax(log p / T). Returns 1.0 when there is nothing to
+    fit."""
+    from scipy.optimize import minimize_scalar
+
+    weights = weights or [None] * len(probs)
+    rows, ts, ws = [], [], []
+    for p, t, w in zip(probs, targets, weights):
+        t = np.asarray(t, dtype=np.int64)
+        keep = t >= 0
+        if not keep.any():
+            continue
+        rows.append(np.log(np.maximum(np.asarray(p, dtype=np.float64)[keep], 1e-12)))
+        ts.append(t[keep])
+        ws.append(np.ones(keep.sum()) if w is None else np.asarray(w, dtype=np.float64)[keep])
+    if not rows:
+        return 1.0
+    logp, t, w = np.concatenate(rows), np.concatenate(ts), np.concatenate(ws)
+    if w.sum() <= 0:
+        return 1.0
+    w = w / w.sum()
+    n = np.arange(len(t))
+
+    def nll(log_t: float) -> float:
+        z = logp / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=1))
+        return float(-(w * (z[n, t] - lse)).sum())
+
+    res = minimize_scalar(nll, bounds=np.log(bounds), method="bounded")
+    return float(np.exp(res.x)) if res.success else 1.0
+
+
 def _weight_kwargs(model: Any, w: np.ndarray) -> dict[str, np.ndarray]:
     """``sample_weight`` keyword for a classifier or a pipeline ending in one."""
     from sklearn.pipeline import Pipeline
