@@ -35,6 +35,8 @@ _EXPORTS = {
     "review_progress": "review",
     "render_query": "render",
     "simulate": "simulation",
+    "propagate_answers": "propagation",
+    "undo_propagation": "propagation",
     "SimulationResult": "simulation",
     "evaluate": "evaluation",
     "export_masks": "versions",

@@ -18,6 +18,7 @@ from .evaluation import evaluate
 from .labels import alc_info, class_table, read_current_labels, require_field, update_alc_info
 from .probabilities import get_model
 from .progress import ProgressCallback, track
+from .propagation import propagate_answers
 from .ranking import rank_superpixels
 from .storage import read_segmentation
 
@@ -27,6 +28,8 @@ COLUMNS = [
     ("total_clicks", "total clicks", "{}"),
     ("corrected", "corrected", "{}"),
     ("pixels_changed", "pixels changed", "{}"),
+    ("auto_superpixels", "automatic changes (superpixels)", "{}"),
+    ("auto_pixels", "automatic pixels", "{}"),
     ("miou", "data mIoU (%)", "{:.2f}"),
     ("seconds", "seconds", "{:.1f}"),
 ]
@@ -41,12 +44,14 @@ class SimulationResult:
 
     def table(self) -> str:
         """A markdown table: clicks, pixels changed and data mIoU per round."""
-        head = "| " + " | ".join(c[1] for c in COLUMNS) + " |"
-        sep = "|" + "---|" * len(COLUMNS)
+        # the automatic-change columns only where propagation ran
+        cols = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in self.rows)]
+        head = "| " + " | ".join(c[1] for c in cols) + " |"
+        sep = "|" + "---|" * len(cols)
         body = []
         for r in self.rows:
             cells = []
-            for key, _, fmt in COLUMNS:
+            for key, _, fmt in cols:
                 v = r.get(key)
                 cells.append(fmt.format(100 * v if key == "miou" else v) if v is not None else "")
             body.append("| " + " | ".join(cells) + " |")
@@ -139,6 +144,9 @@ def simulate(
     reset: bool = True,
     model_kwargs: dict | None = None,
     device: str = "cpu",
+    propagate: bool = False,
+    propagate_threshold: float = 0.99,
+    propagate_classifier="mlp",
     progress: ProgressCallback | None = None,
 ) -> SimulationResult:
     """Run ``rounds`` of rank -> answer with an oracle reading ``gt_field``.
@@ -148,6 +156,11 @@ def simulate(
     relabels a region only when at most half of it matches the ground truth, and every query
     costs one click. The simulation writes its own fields (``queries_field``,
     ``revised_field``; ``reset`` clears them first) and leaves a person's review fields alone.
+
+    ``propagate=True`` adds A2LC's automatic correction after each round's answers
+    (:func:`~alc_fiftyone.propagation.propagate_answers` with ``propagate_threshold`` and
+    ``propagate_classifier``, using the round's fitted model); its changes are reported in
+    the ``auto_superpixels`` / ``auto_pixels`` columns and never counted as clicks.
     """
     if oracle not in ("majority", "rep"):
         raise ValueError("oracle must be 'majority' or 'rep'")
@@ -160,7 +173,10 @@ def simulate(
                 samples.set_field(f, None).save()
         info = alc_info(dataset)
         kept = [r for r in info.get("rounds", []) if r.get("queries_field") != queries_field]
-        update_alc_info(dataset, rounds=kept)
+        props = [
+            p for p in info.get("propagations", []) if p.get("queries_field") != queries_field
+        ]
+        update_alc_info(dataset, rounds=kept, propagations=props)
     config = {
         "label_field": label_field,
         "gt_field": gt_field,
@@ -174,7 +190,11 @@ def simulate(
         "tau": tau,
         "exclude_answered": exclude_answered,
         "num_samples": len(samples),
+        "propagate": propagate,
     }
+    if propagate:
+        config["propagate_threshold"] = propagate_threshold
+        config["propagate_classifier"] = str(propagate_classifier)
     # one model instance for every round, so what it caches (features) is computed once
     prob_model = get_model(model, **(model_kwargs or {}))
     config["model"] = prob_model.describe()
@@ -188,6 +208,7 @@ def simulate(
             "pixels_changed": 0,
             "miou": miou0,
             "seconds": 0.0,
+            **({"auto_superpixels": 0, "auto_pixels": 0} if propagate else {}),
         }
     ]
     total = 0
@@ -220,6 +241,22 @@ def simulate(
             progress,
         )
         total += clicks
+        auto = None
+        if propagate:
+            auto = propagate_answers(
+                samples,
+                label_field,
+                round=summary["round"],
+                model=prob_model,
+                fitted=True,
+                threshold=propagate_threshold,
+                classifier=propagate_classifier,
+                superpixel_field=superpixel_field,
+                queries_field=queries_field,
+                revised_field=revised_field,
+                seed=seed + r,
+                progress=progress,
+            )
         miou = evaluate(samples, label_field, gt_field, revised_field)["miou"]
         rows.append(
             {
@@ -231,6 +268,11 @@ def simulate(
                 "miou": miou,
                 "seconds": time.perf_counter() - t0,
                 "seconds_rank": summary["seconds_total"],
+                **(
+                    {"auto_superpixels": auto["superpixels"], "auto_pixels": auto["pixels"]}
+                    if auto is not None
+                    else {}
+                ),
             }
         )
     return SimulationResult(rows=rows, config=config)
