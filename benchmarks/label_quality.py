@@ -98,13 +98,17 @@ def plot_grid(curves, path) -> None:
 def curves_from_table(text: str, rounds_col: int = 3):
     """Rebuild the curves from a table this script printed (to re-plot without re-running)."""
     curves = []
+    clicks_col = -2  # tables before the "auto px" and "rank s/round" columns
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if "clicks" in cells:
+            clicks_col = cells.index("clicks")
+            continue
         if len(cells) < 6 or not cells[3].replace(".", "").isdigit():
             continue
         dataset, sp, method = cells[0].split(" (")[0], cells[1].split(" (")[0], cells[2]
-        mious = [float(c) for c in cells[rounds_col:-2]]
-        total = int(cells[-2])
+        mious = [float(c) for c in cells[rounds_col:clicks_col]]
+        total = int(cells[clicks_col])
         per_round = total / (len(mious) - 1)
         clicks = [round(i * per_round) for i in range(len(mious))]
         curves.append((f"{dataset}, {sp}", method, clicks, mious))
@@ -123,6 +127,22 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=100, help="images per dataset (0 = all)")
     ap.add_argument("--model", default="features")
+    ap.add_argument(
+        "--model-kwargs",
+        default="{}",
+        help='JSON keyword arguments of the model, e.g. \'{"granularity": "fine"}\'',
+    )
+    ap.add_argument(
+        "--fine",
+        action="store_true",
+        help='shorthand for --model-kwargs \'{"granularity": "fine"}\'',
+    )
+    ap.add_argument(
+        "--options",
+        default="",
+        help="comma-separated simulate options: propagate (A2LC automatic correction)",
+    )
+    ap.add_argument("--propagate-threshold", type=float, default=0.99)
     ap.add_argument("--plot", default=None, help="PNG path for mIoU-per-click curves")
     ap.add_argument(
         "--replot", metavar="TABLE.md", help="only re-plot a table printed before (needs --plot)"
@@ -135,7 +155,27 @@ def main(argv=None) -> int:
         print(f"no data folder at {DATA}", file=sys.stderr)
         return 1
 
+    import json
+
     import alc_fiftyone as alc
+
+    model_kwargs = json.loads(args.model_kwargs)
+    if args.fine:
+        model_kwargs["granularity"] = "fine"
+    options = [o for o in args.options.split(",") if o]
+    unknown = set(options) - {"propagate"}
+    if unknown:
+        ap.error(f"unknown --options {sorted(unknown)}")
+    extra = {}
+    if "propagate" in options:
+        extra = {"propagate": True, "propagate_threshold": args.propagate_threshold}
+    tag = "+".join(
+        [
+            *(["fine"] if model_kwargs.get("granularity") == "fine" else []),
+            *([model_kwargs["calibrate"]] if model_kwargs.get("calibrate") else []),
+            *options,
+        ]
+    )
 
     sp_params = {
         "felzenszwalb": {"scale": 400, "sigma": 0.8, "min_size": 100},
@@ -146,7 +186,7 @@ def main(argv=None) -> int:
     header = (
         "| dataset | superpixels | method | "
         + " | ".join(["init"] + [f"r{r}" for r in range(1, args.rounds + 1)])
-        + " | clicks | s/round |"
+        + " | clicks | auto px | s/round | rank s/round |"
     )
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     for key in args.datasets.split(","):
@@ -169,20 +209,26 @@ def main(argv=None) -> int:
                         method=method,
                         seed=args.seed,
                         model=args.model,
+                        model_kwargs=model_kwargs,
                         superpixel_field=field,
+                        **extra,
                     )
                     secs = (time.perf_counter() - t0) / args.rounds
+                    rank_secs = sum(r.get("seconds_rank", 0.0) for r in res.rows) / args.rounds
+                    auto = sum(r.get("auto_pixels", 0) for r in res.rows)
                     cells = " | ".join(f"{100 * m:.2f}" for m in res.mious)
+                    name = method + (f" ({tag})" if tag else "")
                     lines.append(
                         f"| {key} ({len(ds)} img, noise {100 * noise['error_rate']:.1f}%) | "
-                        f"{spm} (~{sp['mean_superpixels']:.0f}/img) | {method} | {cells} | "
-                        f"{res.rows[-1]['total_clicks']} | {secs:.1f} |"
+                        f"{spm} (~{sp['mean_superpixels']:.0f}/img) | {name} | {cells} | "
+                        f"{res.rows[-1]['total_clicks']} | {auto} | {secs:.1f} | "
+                        f"{rank_secs:.1f} |"
                     )
                     print(lines[-1], file=sys.stderr, flush=True)
                     curves.append(
                         (
                             f"{key}, {spm}",
-                            method,
+                            name,
                             [r["total_clicks"] for r in res.rows],
                             [100 * m for m in res.mious],
                         )
