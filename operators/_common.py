@@ -125,6 +125,22 @@ def field_choice(
     )
 
 
+def rerun_inputs(inputs: types.Object, defaults: dict) -> None:
+    """The two inputs of every per-sample step: recompute done samples, skip failing ones."""
+    inputs.bool(
+        "overwrite",
+        default=defaults["overwrite"],
+        label="Overwrite",
+        description="Recompute samples that are already done",
+    )
+    inputs.bool(
+        "skip_failures",
+        default=defaults["skip_failures"],
+        label="Skip failures",
+        description="Skip (and list) samples that cannot be processed instead of stopping",
+    )
+
+
 def target_notice(inputs: types.Object, n: int, action: str) -> None:
     hint = f" (more than {DELEGATE_ABOVE}: consider scheduling it)" if n > DELEGATE_ABOVE else ""
     inputs.view("target_notice", types.Notice(label=f"{action} {n} sample(s){hint}"))

@@ -17,6 +17,7 @@ from ._common import (
     operator_config,
     param,
     reload_app,
+    rerun_inputs,
     target_notice,
 )
 
@@ -84,21 +85,6 @@ def _model_inputs(inputs: types.Object, defaults: dict) -> None:
     )
 
 
-def _common_tail(inputs: types.Object, defaults: dict) -> None:
-    inputs.bool(
-        "overwrite",
-        default=defaults["overwrite"],
-        label="Overwrite",
-        description="Recompute samples that are already done",
-    )
-    inputs.bool(
-        "skip_failures",
-        default=defaults["skip_failures"],
-        label="Skip failures",
-        description="Skip (and list) samples that cannot be processed instead of stopping",
-    )
-
-
 def _model_kwargs(ctx, defaults: dict) -> dict:
     return {
         "model_type": param(ctx, "model_type", defaults),
@@ -154,7 +140,7 @@ class GeneratePseudoLabels(ALCOperator):
             view=uncovered,
         )
         _model_inputs(inputs, PSEUDO_DEFAULTS)
-        _common_tail(inputs, PSEUDO_DEFAULTS)
+        rerun_inputs(inputs, PSEUDO_DEFAULTS)
         return types.Property(inputs, view=types.View(label=self.config.label))
 
     def execute(self, ctx):
@@ -230,7 +216,7 @@ class ComputeSamSuperpixels(ALCOperator):
             label="Minimum area",
             description="Merge pieces smaller than this (pixels) into their neighbour",
         )
-        _common_tail(inputs, SP_DEFAULTS)
+        rerun_inputs(inputs, SP_DEFAULTS)
         return types.Property(inputs, view=types.View(label=self.config.label))
 
     def execute(self, ctx):

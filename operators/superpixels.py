@@ -11,6 +11,7 @@ from ._common import (
     operator_config,
     param,
     reload_app,
+    rerun_inputs,
     superpixel_methods,
     target_notice,
 )
@@ -69,18 +70,7 @@ class ComputeSuperpixels(ALCOperator):
             getattr(inputs, kind)(
                 name, min=0, label=label, description=f"{description} (blank: library default)"
             )
-        inputs.bool(
-            "overwrite",
-            default=DEFAULTS["overwrite"],
-            label="Overwrite",
-            description="Recompute samples that already have superpixels",
-        )
-        inputs.bool(
-            "skip_failures",
-            default=DEFAULTS["skip_failures"],
-            label="Skip failures",
-            description="Skip samples that cannot be processed instead of stopping",
-        )
+        rerun_inputs(inputs, DEFAULTS)
         return types.Property(inputs, view=types.View(label=self.config.label))
 
     def execute(self, ctx):
