@@ -139,6 +139,21 @@ def make_dataset(unique_name):
             ds.delete()
 
 
+@pytest.fixture
+def plugin(tmp_path):
+    """This process's FiftyOne sees the plugin through a fresh plugins folder holding a link
+    to the repository (never a shared temporary folder: it would find stray plugins)."""
+    import fiftyone as fo
+
+    plugins_dir = tmp_path / "plugins"
+    plugins_dir.mkdir()
+    (plugins_dir / "alc-fiftyone").symlink_to(REPO, target_is_directory=True)
+    before = fo.config.plugins_dir
+    fo.config.plugins_dir = str(plugins_dir)
+    yield
+    fo.config.plugins_dir = before
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

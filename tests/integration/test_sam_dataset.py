@@ -192,20 +192,6 @@ def test_missing_checkpoint_is_a_clear_error_and_nothing_written(boxes_ds, tmp_p
 PLUGIN = "@alc/active-label-correction"
 
 
-@pytest.fixture
-def plugin(tmp_path):
-    import fiftyone as fo
-    from conftest import REPO
-
-    plugins_dir = tmp_path / "plugins"
-    plugins_dir.mkdir()
-    (plugins_dir / "alc-fiftyone").symlink_to(REPO, target_is_directory=True)
-    before = fo.config.plugins_dir
-    fo.config.plugins_dir = str(plugins_dir)
-    yield
-    fo.config.plugins_dir = before
-
-
 def _execute(name, ds, **params):
     import fiftyone.operators as foo
 

@@ -17,20 +17,6 @@ def uri(name: str) -> str:
 
 
 @pytest.fixture
-def plugin(tmp_path):
-    """This process's FiftyOne sees the plugin through a fresh plugins folder."""
-    import fiftyone as fo
-
-    plugins_dir = tmp_path / "plugins"
-    plugins_dir.mkdir()
-    (plugins_dir / "alc-fiftyone").symlink_to(REPO, target_is_directory=True)
-    before = fo.config.plugins_dir
-    fo.config.plugins_dir = str(plugins_dir)
-    yield
-    fo.config.plugins_dir = before
-
-
-@pytest.fixture
 def demo(unique_name, tmp_alc_dir):
     """Four small generated images with ``ground_truth`` and noisy ``pseudo`` labels."""
     import alc_fiftyone as alc
