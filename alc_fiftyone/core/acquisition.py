@@ -237,6 +237,16 @@ def _check_shapes(
         raise ValueError("labels must be an integer array")
 
 
+def _check_prob_values(lo: float, hi: float) -> None:
+    """ValueError unless the probabilities lie in [0, inf) (``lo``/``hi``: their min and max;
+    a NaN makes ``lo >= 0`` false)."""
+    if not (lo >= 0 and np.isfinite(hi)):
+        raise ValueError(
+            f"probs must be finite and non-negative, got values in [{lo}, {hi}] (NaN, infinite "
+            "or negative probabilities)"
+        )
+
+
 def _bad_label_error(bad_values: np.ndarray, num_classes: int, ignore_index: int | None):
     shown = ", ".join(str(int(v)) for v in bad_values[:10])
     more = " ..." if bad_values.shape[0] > 10 else ""
@@ -416,7 +426,10 @@ class _TorchOps:
         return a.clamp_min(float(value))
 
     def sqrt(self, a: Any) -> Any:
-        return self.torch.sqrt(a)
+        # torch's vectorised float32 sqrt on CPU can be 1 ulp off the correctly rounded value
+        # that numpy and numba give; in float64 and rounded back it is exact, so the cosines,
+        # hence E(s) at a threshold, agree with the other backends
+        return self.torch.sqrt(a.to(self.torch.float64)).to(a.dtype)
 
     def log(self, a: Any) -> Any:
         return self.torch.log(a)
@@ -521,6 +534,8 @@ def _prepare_numpy(probs: Any, superpixels: Any, labels: Any, ignore_index: int 
     if sp.dtype.kind == "i" and n and sp.min() < 0:
         raise ValueError("superpixel ids must be non-negative (0 = no superpixel)")
     P = np.ascontiguousarray(probs.reshape(num_classes, n), dtype=np.float32)
+    if n:
+        _check_prob_values(float(P.min()), float(P.max()))
     ids, sid = _dense_ids_numpy(sp)
     return _Image(P=P, lab=lab, sid=sid, ids=ids, width=width)
 
@@ -586,6 +601,8 @@ def _prepare_torch(
     if n and int(sp.min()) < 0:
         raise ValueError("superpixel ids must be non-negative (0 = no superpixel)")
     P = p.reshape(num_classes, n).to(device=device, dtype=torch.float32).contiguous()
+    if n:
+        _check_prob_values(float(P.min()), float(P.max()))
     if n == 0:
         return _Image(P=P, lab=lab, sid=sp, ids=np.zeros(0, np.int64), width=width)
     max_id = int(sp.max())
@@ -1222,6 +1239,8 @@ def _score_numba(
     n_pix = height * width
     # no copy when probs is already float32 and C-contiguous
     P = np.ascontiguousarray(probs.reshape(num_classes, n_pix), dtype=np.float32)
+    if n_pix:
+        _check_prob_values(float(P.min()), float(P.max()))
     lab = labels.reshape(n_pix)
     if lab.dtype not in _NB_LABEL_TYPES:
         lab = lab.astype(np.int64)
@@ -1462,7 +1481,8 @@ def score_superpixels(
         :class:`SuperpixelScores`, numpy arrays on the host whatever the device.
 
     Raises:
-        ValueError: on inconsistent shapes, non-float probabilities, non-integer maps, label
+        ValueError: on inconsistent shapes, non-float probabilities, NaN, infinite or negative
+            probabilities, non-integer maps, label
             values outside ``[0, C)`` other than ``ignore_index`` (named in the message), an
             unknown method or an unusable device (``"numba"`` without numba, CUDA without a
             GPU).
@@ -1547,6 +1567,10 @@ def expansion_mask(
     with its ``expanded_sizes``. ``rep_yx`` must lie inside s; it always belongs to E(s).
     """
     sp = _to_numpy(superpixels)
+    if sp.ndim != 2 or not np.issubdtype(sp.dtype, np.integer):
+        raise ValueError(
+            f"superpixels must be an (H, W) integer id map, got shape {sp.shape} {sp.dtype}"
+        )
     mask = sp == sp_id
     if float(tau) <= 0:
         return mask

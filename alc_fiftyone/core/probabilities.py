@@ -55,8 +55,20 @@ def _index_map(superpixels: np.ndarray, ids: np.ndarray) -> np.ndarray:
     sp = np.asarray(superpixels)
     if sp.ndim != 2 or sp.dtype.kind not in "iu":
         raise ValueError(f"superpixels must be an (H, W) integer map, got {sp.shape} {sp.dtype}")
+    if sp.dtype.kind == "i" and sp.size and sp.min() < 0:
+        raise ValueError("superpixel ids must be >= 0 (0 = no superpixel)")
     ids = np.asarray(ids, dtype=np.int64)
     top = int(max(sp.max(initial=0), ids.max(initial=0)))
+    if top > 4 * sp.size + 65536:
+        # sparse, very large ids: a sorted search instead of a lookup table over the id range
+        rows = np.flatnonzero(ids > 0)
+        if rows.size == 0:
+            return np.full(sp.shape, -1, dtype=np.int64)
+        rows = rows[np.argsort(ids[rows], kind="stable")]
+        values = ids[rows]
+        flat = sp.astype(np.int64)
+        pos = np.minimum(np.searchsorted(values, flat), values.size - 1)
+        return np.where((values[pos] == flat) & (flat > 0), rows[pos], -1)
     lut = np.full(top + 1, -1, dtype=np.int64)
     lut[ids[ids > 0]] = np.flatnonzero(ids > 0)
     return lut[sp]
@@ -77,6 +89,8 @@ def _image_lab(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rgb = img_as_float(image)
     else:
         raise ValueError(f"expected an (H, W, 3) RGB or (H, W) grayscale image, got {image.shape}")
+    if not np.isfinite(rgb).all():
+        raise ValueError("the image holds NaN or infinite values")
     rgb = np.clip(rgb, 0.0, 1.0)
     lab = rgb2lab(rgb)
     gray = lab[..., 0] / 100.0
@@ -102,6 +116,10 @@ def superpixel_features(
 
     sp = np.asarray(superpixels)
     image = np.asarray(image)
+    if sp.ndim != 2 or sp.dtype.kind not in "iu":
+        raise ValueError(f"superpixels must be an (H, W) integer map, got {sp.shape} {sp.dtype}")
+    if sp.dtype.kind == "i" and sp.size and sp.min() < 0:
+        raise ValueError("superpixel ids must be >= 0 (0 = no superpixel)")
     if image.shape[:2] != sp.shape:
         raise ValueError(f"image {image.shape[:2]} and superpixels {sp.shape} differ in size")
     H, W = sp.shape
