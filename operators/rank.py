@@ -30,7 +30,25 @@ DEFAULTS = {
 }
 
 
-def acquisition_inputs(inputs, defaults: dict) -> None:
+#: learned probability models offered by name (any other value can still be typed)
+MODEL_CHOICES = {
+    "features": "features: superpixel colour/texture features + a classifier (CPU)",
+    "sam_head": "sam_head: a small head on SAM image embeddings (needs a SAM checkpoint)",
+    "backbone:resnet50": "backbone:resnet50: a small head on ImageNet ResNet-50 features",
+}
+
+
+def probability_fields(ctx) -> list[str]:
+    """Sample fields that can hold per-sample probability maps: arrays, or ``.npy`` paths."""
+    import fiftyone as fo
+
+    if ctx is None or ctx.dataset is None:
+        return []
+    schema = ctx.dataset.get_field_schema(ftype=(fo.ArrayField, fo.StringField))
+    return sorted(f for f in schema if f not in ("filepath", "id") and not f.startswith("_"))
+
+
+def acquisition_inputs(inputs, defaults: dict, ctx=None) -> None:
     """The method and model inputs shared by ranking and simulation."""
     methods = types.Dropdown()
     for m in acquisition_methods():
@@ -43,12 +61,19 @@ def acquisition_inputs(inputs, defaults: dict) -> None:
         description="Acquisition function (sim: look-ahead, pixels one answer fixes)",
         view=methods,
     )
+    models = types.AutocompleteView(allow_user_input=True)
+    for value, label in MODEL_CHOICES.items():
+        models.add_choice(value, label=label)
+    for field in probability_fields(ctx):
+        models.add_choice(f"field:{field}", label=f"field:{field}: your maps in '{field}'")
     inputs.str(
         "model",
         default=defaults["model"],
         label="Probability model",
-        description="'features' (trained on the current labels) or "
-        "'field:<name>' (a prediction field)",
+        description="P(class | pixel), trained out of fold on the current labels: features, "
+        "sam_head, backbone:<resnet18|34|50|101>, or field:<name> (your (C, H, W) maps, "
+        "arrays or .npy paths); other values can be typed",
+        view=models,
     )
     inputs.int("seed", default=defaults["seed"], label="Seed")
 
@@ -84,7 +109,7 @@ class RankSuperpixels(ALCOperator):
             "Superpixel id maps (see 'Compute superpixels')",
             default=DEFAULTS["superpixel_field"],
         )
-        acquisition_inputs(inputs, DEFAULTS)
+        acquisition_inputs(inputs, DEFAULTS, ctx)
         inputs.float(
             "budget",
             min=0,

@@ -69,7 +69,7 @@ class Simulate(ALCOperator):
             label="Budget per round",
             description="Queries per round: a fraction of the superpixels (< 1) or a count",
         )
-        acquisition_inputs(inputs, DEFAULTS)
+        acquisition_inputs(inputs, DEFAULTS, ctx)
         oracles = types.RadioGroup()
         for o in ORACLES:
             oracles.add_choice(o, label=o)
