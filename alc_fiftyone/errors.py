@@ -25,3 +25,14 @@ class SampleError(ALCError):
 
 class QueryError(ALCError):
     """An answer or undo that cannot be applied to a query (unknown, stale, already answered)."""
+
+
+class OutputError(ALCError):
+    """An output folder cannot be written: disk full, read-only, forbidden, or a link out of
+    the folder. Names the folder and the errno; fatal whatever ``skip_failures`` says (it would
+    fail for every sample alike). Files are written atomically, so nothing is half-written."""
+
+
+class DatabaseError(ALCError):
+    """The database failed during an operation (connection lost, MongoDB restarted). Names the
+    step that failed and whether a rerun is safe."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import fiftyone as fo
 import numpy as np
 
-from .errors import SampleError
+from .errors import OutputError, SampleError
 from .labels import batched, require_nonempty, set_values_by_id
 from .progress import ProgressCallback
 from .storage import write_mask
@@ -36,7 +36,8 @@ def compute_mask_field(
 
     Samples that already have ``field`` are skipped unless ``overwrite``. A SampleError on one
     sample is raised after the samples done before it are saved (``skip_failures=False``), or
-    recorded in the returned summary and skipped (``skip_failures=True``).
+    recorded in the returned summary and skipped (``skip_failures=True``). An OutputError
+    (disk full, read-only folder) is always raised, after the samples done before it are saved.
     """
     require_nonempty(samples)
     dataset = samples._dataset
@@ -65,6 +66,9 @@ def compute_mask_field(
                     error = e
                     break
                 failed.append({"id": e.sample_id, "filepath": e.filepath, "error": e.problem})
+            except OutputError as e:  # the output folder, not the sample: fatal for all
+                error = e
+                break
             done += 1
             if progress:
                 progress(done, total, desc)

@@ -25,6 +25,7 @@ def corrupt_labels(
     seed: int = 0,
     kinds=cn.KINDS,
     overwrite: bool = True,
+    skip_failures: bool = False,
     progress: ProgressCallback | None = None,
     **kwargs,
 ) -> dict:
@@ -33,6 +34,8 @@ def corrupt_labels(
     About ``rate`` of each image's non-ignore pixels get a wrong class through object-level
     class swaps, missed objects, boundary shifts and spurious blobs (``kinds``). Each sample's
     noise depends only on ``seed`` and its file name, so a subset gets the same noise.
+    A sample whose mask cannot be read stops the run with a SampleError naming it, or with
+    ``skip_failures=True`` is left out and listed in the summary's ``failed``.
     """
     dataset = samples._dataset
     names, ignore, num_classes = class_table(dataset, gt_field)
@@ -59,6 +62,7 @@ def corrupt_labels(
         out_field,
         one,
         overwrite=overwrite,
+        skip_failures=skip_failures,
         progress=progress,
         desc="corrupt labels",
         select_fields=(gt_field,),

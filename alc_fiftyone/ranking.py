@@ -8,6 +8,7 @@ answer will relabel, and the attributes say where it came from and what became o
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ import numpy as np
 from scipy import ndimage
 
 from .core import acquisition as acq
-from .errors import ALCError
+from .errors import ALCError, SampleError
+from .faults import database_errors_of, failure_record, set_write_state
 from .labels import (
     alc_info,
     check_class_values,
@@ -152,6 +154,7 @@ class _QueryMaker:
         return _Candidate(key, sample_id, payload)
 
 
+@database_errors_of("ranking superpixels")
 def rank_superpixels(
     samples,
     label_field: str,
@@ -167,6 +170,7 @@ def rank_superpixels(
     device: str = "cpu",
     model_kwargs: dict | None = None,
     num_suggestions: int = 3,
+    skip_failures: bool = False,
     progress: ProgressCallback | None = None,
 ) -> dict:
     """Rank the superpixels of ``samples`` and write the global top-``budget`` as queries.
@@ -179,6 +183,13 @@ def rank_superpixels(
     written until every sample has been scored, so a failure leaves the old queries intact.
 
     Returns a summary dict (round, budget, num_queries, num_superpixels, timings, ...).
+
+    A sample that cannot be read (corrupt or missing image or mask, bad class values, sizes
+    that differ) stops the ranking with a SampleError naming it, before anything is written;
+    with ``skip_failures=True`` it is left out instead and listed in the summary's ``failed``
+    (``{"id", "filepath", "error"}``; also recorded with the round). A database failure (MongoDB
+    unreachable or restarted) raises :class:`~alc_fiftyone.errors.DatabaseError` saying what
+    was written; a rerun is safe.
     """
     t_start = time.perf_counter()
     if method not in acq.METHODS:
@@ -210,7 +221,9 @@ def rank_superpixels(
     total_sp = _count_superpixels(work, superpixel_field)
     n_budget = resolve_budget(budget, total_sp)
 
-    prob_model.fit(FitContext(work, read_labels, superpixel_field, num_classes, ignore, progress))
+    failed: list[dict] = []
+    fit = FitContext(work, read_labels, superpixel_field, num_classes, ignore, progress)
+    work = _fit_skipping_failures(prob_model, fit, skip_failures, failed)
     t_fit = time.perf_counter() - t_start
 
     extra: dict = {}
@@ -233,12 +246,16 @@ def rank_superpixels(
     t0 = time.perf_counter()
     for order, sample in enumerate(track(work.iter_samples(), len(work), progress, "ranking")):
         order_of[sample.id] = order
-        sp = read_segmentation(sample, superpixel_field)
-        labels = read_labels(sample)
+        try:
+            sp, labels, probs = _read_for_scoring(
+                sample, superpixel_field, read_labels, prob_model
+            )
+        except SampleError as e:
+            if not skip_failures:
+                raise
+            failed.append(failure_record(e))
+            continue
         sp_paths[sample.id] = sample[superpixel_field].mask_path
-        check_same_size(sample, "the superpixel map", sp.shape, "the labels", labels.shape)
-        image = read_image(sample) if prob_model.needs_image else None
-        probs = prob_model.predict(sample, sp, image)
         res = acq.score_superpixels(
             probs,
             sp,
@@ -325,6 +342,11 @@ def rank_superpixels(
     for sid in set(new_by_sample) | had | set(answered):
         dets = list(answered.get(sid, [])) + new_by_sample.get(sid, [])
         values[sid] = fo.Detections(detections=dets) if dets else None
+    set_write_state(
+        f"the new queries of {queries_field!r} may be partly written and info['alc'] does not "
+        "record the round yet: rerun rank_superpixels to replace them (answered queries are "
+        "kept either way)"
+    )
     set_values_by_id(samples, queries_field, values)
     if values:
         dataset.create_index(f"{queries_field}.detections._id")
@@ -352,6 +374,7 @@ def rank_superpixels(
         "ranked_at": now.isoformat(),
         "seconds_fit": round(t_fit, 3),
         "seconds_score": round(t_score, 3),
+        "failed": failed,
     }
     update_alc_info(
         dataset,
@@ -370,6 +393,34 @@ def rank_superpixels(
         for c in ranked[:5]
     ]
     return record
+
+
+def _fit_skipping_failures(prob_model, fit: FitContext, skip_failures: bool, failed: list):
+    """Fit ``prob_model``; with ``skip_failures`` a sample whose files cannot be read is
+    recorded in ``failed``, left out, and the fit repeated without it (models cache what they
+    computed per sample, so a repeat costs little). Returns the samples fitted on."""
+    work = fit.samples
+    skipped: set[str] = set()
+    while True:
+        try:
+            prob_model.fit(fit)
+            return work
+        except SampleError as e:
+            if not skip_failures or e.sample_id is None or e.sample_id in skipped:
+                raise
+            skipped.add(e.sample_id)
+            failed.append(failure_record(e))
+            work = work.exclude([e.sample_id])
+            fit = dataclasses.replace(fit, samples=work)
+
+
+def _read_for_scoring(sample, superpixel_field: str, read_labels, prob_model):
+    """(superpixels, labels, probabilities) of one sample, validated."""
+    sp = read_segmentation(sample, superpixel_field)
+    labels = read_labels(sample)
+    check_same_size(sample, "the superpixel map", sp.shape, "the labels", labels.shape)
+    image = read_image(sample) if prob_model.needs_image else None
+    return sp, labels, prob_model.predict(sample, sp, image)
 
 
 def _is_detections(samples, field_name: str) -> bool:

@@ -8,6 +8,8 @@ crash leaves the sample on its old mask or on the complete new one.
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import re
 import uuid
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import SampleError
+from .errors import OutputError, SampleError
 
 ENV_DIR = "ALC_FIFTYONE_DIR"
 
@@ -39,6 +41,49 @@ def field_dir(dataset, field: str) -> Path:
     return dataset_dir(dataset) / _safe(field)
 
 
+def os_error_text(error: OSError) -> str:
+    """An OSError as ``"ENOSPC (No space left on device)"``: the errno name and its meaning."""
+    code = errno.errorcode.get(error.errno) if error.errno else None
+    meaning = error.strerror or str(error)
+    return f"{code} ({meaning})" if code else meaning
+
+
+def open_new_file(path: Path):
+    """Open ``path`` for binary writing only if nothing, not even a link, is there yet
+    (``O_EXCL | O_NOFOLLOW``): a temporary file is never written through a planted link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    return os.fdopen(os.open(path, flags, 0o644), "wb")
+
+
+def write_bytes_atomic(data: bytes, path: Path) -> Path:
+    """Write ``data`` to ``path`` atomically: a new temporary file beside it, fsync, rename.
+
+    A link already at ``path`` is replaced by the file, never followed. On any error the
+    temporary file is removed and ``path`` is left as it was; the OSError propagates.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open_new_file(tmp) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def write_png(array: np.ndarray, path: Path) -> Path:
     """Write a 2-D integer array as a PNG atomically (temporary file, fsync, rename).
 
@@ -56,17 +101,7 @@ def write_png(array: np.ndarray, path: Path) -> Path:
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            Image.fromarray(out).save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(png_bytes(Image.fromarray(out)), path)
 
 
 def new_mask_path(dataset, field: str, sample_id: str) -> Path:
@@ -74,12 +109,34 @@ def new_mask_path(dataset, field: str, sample_id: str) -> Path:
     return field_dir(dataset, field) / f"{sample_id}-{uuid.uuid4().hex[:12]}.png"
 
 
+def _check_inside_alc_dir(folder: Path) -> None:
+    root = alc_dir().resolve()
+    real = folder.resolve()
+    if not real.is_relative_to(root):
+        raise OutputError(
+            f"mask folder {folder} resolves to {real}, outside {root} (${ENV_DIR}): a link "
+            "leads out of it; refusing to write there"
+        )
+
+
 def write_mask(array: np.ndarray, dataset, field: str, sample_id: str) -> str:
-    """Write a new mask file for ``sample_id`` in ``field`` and return its path."""
+    """Write a new mask file for ``sample_id`` in ``field`` and return its path.
+
+    A write error (disk full, read-only or forbidden folder) is an OutputError naming the
+    sample, the folder and the errno; the sample keeps its previous mask and no partial file
+    remains.
+    """
+    path = new_mask_path(dataset, field, sample_id)
     try:
-        return str(write_png(array, new_mask_path(dataset, field, sample_id)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _check_inside_alc_dir(path.parent)
+        return str(write_png(array, path))
     except OSError as e:
-        raise SampleError(sample_id, f"cannot write the {field!r} mask under {alc_dir()}: {e}")
+        raise OutputError(
+            f"sample {sample_id}: cannot write the {field!r} mask in {path.parent}: "
+            f"{os_error_text(e)}; the sample keeps its previous mask and nothing was "
+            "half-written"
+        ) from e
 
 
 def read_png_array(path: str | Path, sample_id: str | None = None) -> np.ndarray:

@@ -58,6 +58,7 @@ class ExportMasks(ALCOperator):
             label="Format",
             view=formats,
         )
+        _skip_failures_input(inputs)
         return types.Property(inputs, view=types.View(label=self.config.label))
 
     def execute(self, ctx):
@@ -68,6 +69,7 @@ class ExportMasks(ALCOperator):
             param(ctx, "field", EXPORT_DEFAULTS),
             ctx.params["out_dir"],
             format=param(ctx, "format", EXPORT_DEFAULTS),
+            skip_failures=bool(ctx.params.get("skip_failures", False)),
             progress=ContextProgress(ctx),
         )
         return {"summary": jsonable(summary)}
@@ -107,6 +109,7 @@ class SaveRevisedVersion(ALCOperator):
             "The label field the revised labels belong to (blank: the one recorded when ranking)",
             optional=True,
         )
+        _skip_failures_input(inputs)
         return types.Property(inputs, view=types.View(label=self.config.label))
 
     def execute(self, ctx):
@@ -117,5 +120,16 @@ class SaveRevisedVersion(ALCOperator):
             ctx.params["name"],
             revised_field=param(ctx, "revised_field", SAVE_DEFAULTS),
             label_field=ctx.params.get("label_field"),
+            skip_failures=bool(ctx.params.get("skip_failures", False)),
         )
-        return {"summary": {"dataset": version.name, "samples": len(version)}}
+        failed = version.info["alc"]["provenance"].get("failed", [])
+        return {"summary": {"dataset": version.name, "samples": len(version), "failed": failed}}
+
+
+def _skip_failures_input(inputs: types.Object) -> None:
+    inputs.bool(
+        "skip_failures",
+        default=False,
+        label="Skip failures",
+        description="Skip (and list) samples whose masks cannot be read instead of stopping",
+    )
