@@ -41,6 +41,13 @@ _EXPORTS = {
     "evaluate": "evaluation",
     "export_masks": "versions",
     "save_revised_version": "versions",
+    # shards and delegated workers
+    "shard_view": "sharding",
+    "make_shards": "sharding",
+    "queue_shards": "sharding",
+    "find_shard_run": "sharding",
+    "merge_ranking": "sharding",
+    "ShardRun": "sharding",
     # probability models
     "ProbabilityModel": "probabilities",
     "FeatureModel": "probabilities",

@@ -18,12 +18,32 @@ def alc_info(dataset) -> dict:
 
 
 def update_alc_info(dataset, **changes) -> dict:
-    """Merge ``changes`` into ``dataset.info["alc"]`` and save the dataset document."""
-    info = alc_info(dataset)
-    info.update(changes)
-    dataset.info["alc"] = info
-    dataset.save()
-    return info
+    """Set the keys ``changes`` of ``dataset.info["alc"]`` in the database, atomically.
+
+    One MongoDB ``$set`` of ``info.alc.<key>`` per key (a key may be a dotted path, e.g.
+    ``"shard_runs.<run>.<shard>"``), not a save of the whole dict: processes that update
+    different keys at the same time (delegated workers on shards, a merge) never lose each
+    other's update. The dataset is then reloaded and the new ``info["alc"]`` returned.
+    """
+    import fiftyone.core.odm as foo
+
+    if changes:
+        sets = {f"info.alc.{key}": value for key, value in changes.items()}
+        foo.get_db_conn().datasets.update_one({"_id": dataset._doc.id}, {"$set": sets})
+        dataset.reload()
+    return alc_info(dataset)
+
+
+def append_alc_info(dataset, key: str, item) -> dict:
+    """Append ``item`` to the list ``dataset.info["alc"][key]`` with one atomic ``$push``
+    (rounds of two processes are both kept); reloads the dataset, returns ``info["alc"]``."""
+    import fiftyone.core.odm as foo
+
+    foo.get_db_conn().datasets.update_one(
+        {"_id": dataset._doc.id}, {"$push": {f"info.alc.{key}": item}}
+    )
+    dataset.reload()
+    return alc_info(dataset)
 
 
 def get_ignore_index(dataset, field: str | None = None) -> int | None:

@@ -23,6 +23,7 @@ from .errors import ALCError, SampleError
 from .faults import database_errors_of, failure_record, set_write_state
 from .labels import (
     alc_info,
+    append_alc_info,
     check_class_values,
     class_table,
     read_current_labels,
@@ -172,6 +173,8 @@ def rank_superpixels(
     num_suggestions: int = 3,
     skip_failures: bool = False,
     progress: ProgressCallback | None = None,
+    shard=None,
+    run_id: str | None = None,
 ) -> dict:
     """Rank the superpixels of ``samples`` and write the global top-``budget`` as queries.
 
@@ -190,11 +193,40 @@ def rank_superpixels(
     (``{"id", "filepath", "error"}``; also recorded with the round). A database failure (MongoDB
     unreachable or restarted) raises :class:`~alc_fiftyone.errors.DatabaseError` saying what
     was written; a rerun is safe.
+
+    ``shard`` (``"i/n"``, see :mod:`alc_fiftyone.sharding`) ranks only that slice of
+    ``samples``, for delegated workers sharing the work: the budget is resolved over all of
+    ``samples``, the shard writes the top-``budget`` queries of its own samples tagged
+    ``shard_run=run_id`` and records itself; the last shard of the run to finish merges them
+    into the global top-``budget`` and writes the round (:func:`alc_fiftyone.sharding.merge_ranking`).
+    The probability model is fitted on the shard's samples only (out of fold within the
+    shard), not on the whole collection as in a single process: a model that learns from the
+    labels (``"features"``) therefore gives slightly different scores than a one-process run
+    (less data per fit, but each shard's fit is as large as the workers' memory allows); a
+    fixed model (``"field:<name>"``, a callable) gives the same scores, and the merged queries
+    equal the single-process ones. ``abc`` and ``classbal`` need statistics of the whole
+    collection and cannot be sharded.
     """
     t_start = time.perf_counter()
     if method not in acq.METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {acq.METHODS}")
     require_nonempty(samples)
+    full = samples
+    if shard is not None:
+        from .sharding import parse_shard, shard_view
+
+        shard = parse_shard(shard)
+        if shard.index is None or not run_id:
+            raise ALCError(
+                f"ranking shard {shard.label}: a sharded ranking needs its place 'i/n' and "
+                "a run_id shared by its shards (use alc.queue_shards)"
+            )
+        if method in ("abc", "classbal"):
+            raise ALCError(
+                f"ranking shard {shard.label}: method {method!r} needs statistics of the whole "
+                "collection; rank it in one process"
+            )
+        samples = shard_view(samples, shard)
     require_field(samples, label_field, "label")
     require_field(
         samples, superpixel_field, "superpixel", hint="run alc.compute_superpixels first"
@@ -219,7 +251,11 @@ def rank_superpixels(
 
     answered = answered_queries(samples, queries_field)
     total_sp = _count_superpixels(work, superpixel_field)
-    n_budget = resolve_budget(budget, total_sp)
+    if shard is None:
+        n_budget = resolve_budget(budget, total_sp)
+    else:
+        total_all = _count_superpixels(full.select_fields(superpixel_field), superpixel_field)
+        n_budget = resolve_budget(budget, total_all)
 
     failed: list[dict] = []
     fit = FitContext(work, read_labels, superpixel_field, num_classes, ignore, progress)
@@ -292,6 +328,7 @@ def rank_superpixels(
     t_score = time.perf_counter() - t0
 
     ranked = sorted(heap, reverse=True)
+    dataset.reload()  # the round history as it is now, not as it was when this run began
     info = alc_info(dataset)
     rounds = list(info.get("rounds") or [])
     round_no = 1 + sum(1 for r in rounds if r.get("queries_field") == queries_field)
@@ -331,6 +368,8 @@ def rank_superpixels(
             superpixel_path=sp_paths[sid],
             ranked_at=now,
         )
+        if shard is not None:
+            det.set_field("shard_run", run_id)
         new_by_sample.setdefault(sid, []).append(det)
 
     values = {}
@@ -376,9 +415,21 @@ def rank_superpixels(
         "seconds_score": round(t_score, 3),
         "failed": failed,
     }
+    if shard is not None:
+        from .sharding import record_ranking_shard
+
+        record.update(
+            run_id=run_id,
+            num_shards=shard.count,
+            num_superpixels_total=total_all,
+            ignore_index=ignore,
+            ranked_at=now.isoformat(),
+            seconds_total=round(time.perf_counter() - t_start, 3),
+        )
+        return record_ranking_shard(full, record, run_id, shard)
+    append_alc_info(dataset, "rounds", record)  # atomic: no round of another process is lost
     update_alc_info(
         dataset,
-        rounds=rounds + [record],
         label_field=info.get("label_field", label_field),
         ignore_index=ignore,
     )

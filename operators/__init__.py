@@ -6,6 +6,7 @@ Every name here must also be listed under ``operators:`` in ``fiftyone.yml``.
 from .export import ExportMasks, SaveRevisedVersion
 from .rank import RankSuperpixels
 from .sam import ComputeSamSuperpixels, GeneratePseudoLabels
+from .shards import MergeRanking
 from .simulate import Simulate
 from .superpixels import ComputeSuperpixels
 
@@ -17,4 +18,5 @@ OPERATORS = [
     SaveRevisedVersion,
     GeneratePseudoLabels,
     ComputeSamSuperpixels,
+    MergeRanking,
 ]

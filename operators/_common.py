@@ -54,9 +54,18 @@ class ALCOperator(foo.Operator):
     without it the App offers both and preselects delegation above ``DELEGATE_ABOVE`` samples.
     """
 
-    def target(self, ctx):
-        """The samples the operator acts on."""
-        return ctx.target_view()
+    def target(self, ctx, sharded: bool = True):
+        """The samples the operator acts on: the target view, or its shard when the params
+        hold ``shard`` (``"i/n"``, an id range; see :mod:`alc_fiftyone.sharding`, used by
+        ``alc.queue_shards``). ``sharded=False``: the whole target view (ranking slices it
+        itself, to resolve its budget over all of it and merge the shards)."""
+        view = ctx.target_view()
+        shard = ctx.params.get("shard")
+        if not sharded or shard in (None, ""):
+            return view
+        from alc_fiftyone.sharding import shard_view
+
+        return shard_view(view, shard)
 
     def resolve_delegation(self, ctx):
         delegate = ctx.params.get("delegate")

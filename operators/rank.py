@@ -142,7 +142,7 @@ class RankSuperpixels(ALCOperator):
         import alc_fiftyone as alc
 
         summary = alc.rank_superpixels(
-            self.target(ctx),
+            self.target(ctx, sharded=False),
             ctx.params["label_field"],
             superpixel_field=param(ctx, "superpixel_field", DEFAULTS),
             method=param(ctx, "method", DEFAULTS),
@@ -153,6 +153,8 @@ class RankSuperpixels(ALCOperator):
             tau=param(ctx, "tau", DEFAULTS),
             seed=param(ctx, "seed", DEFAULTS),
             progress=ContextProgress(ctx),
+            shard=ctx.params.get("shard") or None,
+            run_id=ctx.params.get("run_id"),
         )
         reload_app(ctx)
         return {"summary": jsonable(summary)}

@@ -93,4 +93,5 @@ def test_manifest_names_the_plugin():
         "save_revised_version",
         "generate_pseudo_labels",
         "compute_sam_superpixels",
+        "merge_ranking",
     }
