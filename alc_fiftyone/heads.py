@@ -75,6 +75,8 @@ class SamEmbedder(GridEmbedder):
     :func:`alc_fiftyone.sam.load_sam` does (nothing downloaded; a missing checkpoint raises
     :class:`~alc_fiftyone.core.sam.SamCheckpointError`), or with ``random_weights`` a
     randomly initialised SAM (seeded with ``sam_seed``; for tests and timings only).
+    ``batch_size`` images per encoder call; None: 8 on CUDA, 1 on a CPU (a batch of 8 ViT-B
+    inputs took 19 GB of memory on a CPU, for no gain in speed there).
     """
 
     def __init__(
@@ -85,7 +87,7 @@ class SamEmbedder(GridEmbedder):
         random_weights: bool = False,
         sam_seed: int = 0,
         device="auto",
-        batch_size: int = 8,
+        batch_size: int | None = None,
     ):
         self._sam = sam
         self.model_type = model_type
@@ -119,9 +121,10 @@ class SamEmbedder(GridEmbedder):
         return int(self.sam.image_encoder.img_size)
 
     def prepare(self, samples, progress=None):
-        res = fsam.cache_embeddings(
-            samples, sam=self.sam, batch_size=self.batch_size, progress=progress
-        )
+        batch = self.batch_size
+        if batch is None:
+            batch = 8 if self.sam.device.type == "cuda" else 1
+        res = fsam.cache_embeddings(samples, sam=self.sam, batch_size=batch, progress=progress)
         if res["failed"]:
             f = res["failed"][0]
             raise SampleError(f["id"], f"cannot compute its SAM embedding: {f['error']}")
@@ -535,7 +538,7 @@ class SamHeadModel(HeadModel):
         checkpoint=None,
         random_weights: bool = False,
         sam_seed: int = 0,
-        encode_batch_size: int = 8,
+        encode_batch_size: int | None = None,
         device="auto",
         **head_kwargs,
     ):
