@@ -8,6 +8,12 @@ and the majority oracle, and the data mIoU after every round is printed as one t
 
     .venv/bin/python benchmarks/label_quality.py                    # the defaults below
     .venv/bin/python benchmarks/label_quality.py --datasets camvid --methods sim,random
+    .venv/bin/python benchmarks/label_quality.py --model sam_head --sam-model-type vit_b \
+        --random-sam-weights        # no SAM weights here: random ViT-B, timings only
+
+With ``--model sam_head`` (or ``backbone:<resnet>``) the features of every image are computed
+(and cached) once per dataset before the methods run, and that time is printed apart; the
+s/round columns are then the head's training plus ranking (plus the simulated answers).
 
 Uses FIFTYONE_DATABASE_URI when set, else FiftyOne's own database service.
 """
@@ -62,7 +68,32 @@ def load(alc, key: str, limit: int | None):
             for m in masks.glob(p.stem + ".*"):
                 (tmp / "masks" / m.name).symlink_to(m)
         images, masks = tmp / "images", tmp / "masks"
+    import inspect
+
+    if limit and "follow_links" in inspect.signature(alc.load_image_masks).parameters:
+        spec["follow_links"] = True  # our own folder of links to the shared data
     return alc.load_image_masks(images, masks, name=f"bench-{key}-{uuid.uuid4().hex[:6]}", **spec)
+
+
+def fill_synthetic_embeddings(ds, sam, seed: int) -> None:
+    """Seeded N(0, 1) embeddings of SAM's shape in the embeddings cache (timings only)."""
+    import numpy as np
+    import torch
+
+    from alc_fiftyone import sam as fsam
+    from alc_fiftyone.core.head import preprocess_shape
+    from alc_fiftyone.core.sam import ImageEmbedding
+
+    size = sam.image_encoder.img_size
+    rng = np.random.default_rng(seed)
+    for s in ds.select_fields(["metadata"]):
+        from PIL import Image
+
+        with Image.open(s.filepath) as im:
+            W, H = im.size
+        emb = torch.from_numpy(rng.standard_normal((256, size // 16, size // 16), np.float32))
+        e = ImageEmbedding(emb, preprocess_shape(H, W, size), (H, W))
+        fsam.save_embedding(fsam.embedding_path(ds, s.id, sam), e, s.filepath)
 
 
 def plot_grid(curves, path) -> None:
@@ -143,6 +174,21 @@ def main(argv=None) -> int:
         help="comma-separated simulate options: propagate (A2LC automatic correction)",
     )
     ap.add_argument("--propagate-threshold", type=float, default=0.99)
+    ap.add_argument("--sam-model-type", default="vit_h", help="SAM for --model sam_head")
+    ap.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint file (sam_head)")
+    ap.add_argument(
+        "--random-sam-weights",
+        action="store_true",
+        help="sam_head on a randomly initialised SAM (no checkpoint): timings only, the "
+        "table says so",
+    )
+    ap.add_argument(
+        "--synthetic-embeddings",
+        action="store_true",
+        help="sam_head: fill the embeddings cache with seeded Gaussian noise of SAM's shape "
+        "instead of running the encoder (a CPU takes ~30 s per image with ViT-B): times the "
+        "head's training and the ranking only; the table says so",
+    )
     ap.add_argument("--plot", default=None, help="PNG path for mIoU-per-click curves")
     ap.add_argument(
         "--replot", metavar="TABLE.md", help="only re-plot a table printed before (needs --plot)"
@@ -158,10 +204,17 @@ def main(argv=None) -> int:
     import json
 
     import alc_fiftyone as alc
+    from alc_fiftyone.progress import TqdmProgress
 
     model_kwargs = json.loads(args.model_kwargs)
     if args.fine:
         model_kwargs["granularity"] = "fine"
+    if args.model == "sam_head":
+        model_kwargs.setdefault("model_type", args.sam_model_type)
+        if args.random_sam_weights:
+            model_kwargs["random_weights"] = True
+        elif args.sam_checkpoint:
+            model_kwargs["checkpoint"] = args.sam_checkpoint
     options = [o for o in args.options.split(",") if o]
     unknown = set(options) - {"propagate"}
     if unknown:
@@ -171,6 +224,17 @@ def main(argv=None) -> int:
         extra = {"propagate": True, "propagate_threshold": args.propagate_threshold}
     tag = "+".join(
         [
+            *(
+                [
+                    f"sam_head {model_kwargs['model_type']}"
+                    + (" RANDOM weights" if model_kwargs.get("random_weights") else "")
+                    + (" SYNTHETIC embeddings" if args.synthetic_embeddings else "")
+                ]
+                if args.model == "sam_head"
+                else [args.model]
+                if args.model != "features"
+                else []
+            ),
             *(["fine"] if model_kwargs.get("granularity") == "fine" else []),
             *([model_kwargs["calibrate"]] if model_kwargs.get("calibrate") else []),
             *options,
@@ -191,7 +255,23 @@ def main(argv=None) -> int:
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     for key in args.datasets.split(","):
         ds = load(alc, key, args.limit or None)
+        model = args.model
         try:
+            if args.model == "sam_head" or args.model.startswith("backbone:"):
+                # one model instance (one SAM in memory) for every method; features once
+                from alc_fiftyone.probabilities import get_model
+
+                model = get_model(args.model, **model_kwargs)
+                t0 = time.perf_counter()
+                if args.synthetic_embeddings:
+                    fill_synthetic_embeddings(ds, model.embedder.sam, args.seed)
+                model.embedder.prepare(ds, progress=TqdmProgress(file=sys.stderr, mininterval=30))
+                print(
+                    f"{key}: {args.model} features of {len(ds)} images "
+                    f"({model.embedder.describe()}) in {time.perf_counter() - t0:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
             noise = alc.corrupt_labels(
                 ds, "ground_truth", "noisy", rate=args.noise_rate, seed=args.noise_seed
             )
@@ -208,8 +288,8 @@ def main(argv=None) -> int:
                         budget_per_round=args.budget,
                         method=method,
                         seed=args.seed,
-                        model=args.model,
-                        model_kwargs=model_kwargs,
+                        model=model,
+                        model_kwargs=model_kwargs if isinstance(model, str) else None,
                         superpixel_field=field,
                         **extra,
                     )
