@@ -62,11 +62,16 @@ def resolve_budget(budget, total_superpixels: int) -> int:
 
 def answered_queries(samples, queries_field: str) -> dict[str, list]:
     """The answered query Detections of each sample of ``samples``, by sample id."""
+    from fiftyone import ViewField as F
+
     if not samples.has_field(queries_field):
         return {}
     out: dict[str, list] = {}
-    ids = samples.values("id")
-    dets = samples.values(f"{queries_field}.detections")
+    # filtered in the database: the pending queries (and their masks) of a large collection
+    # are neither sent nor decoded
+    view = samples.filter_labels(queries_field, F("status").is_in(list(ANSWERED)))
+    ids = view.values("id")
+    dets = view.values(f"{queries_field}.detections")
     for sid, ds in zip(ids, dets):
         kept = [d for d in (ds or []) if d.get_field("status") in ANSWERED]
         if kept:
@@ -375,9 +380,10 @@ def rank_superpixels(
     values = {}
     had = set()
     if samples.has_field(queries_field):
-        for sid, dets in zip(samples.values("id"), samples.values(f"{queries_field}.detections")):
-            if dets:
-                had.add(sid)
+        from fiftyone import ViewField as F
+
+        # ids only: the old queries themselves are not loaded
+        had = set(samples.match(F(f"{queries_field}.detections").length() > 0).values("id"))
     for sid in set(new_by_sample) | had | set(answered):
         dets = list(answered.get(sid, [])) + new_by_sample.get(sid, [])
         values[sid] = fo.Detections(detections=dets) if dets else None

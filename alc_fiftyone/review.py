@@ -17,9 +17,22 @@ from datetime import datetime, timezone
 
 from .answers import CLAIM_SECONDS, _free_for, attr, claim
 from .errors import ALCError
-from .ranking import ANSWERED
+from .ranking import ANSWERED, STATUSES
 
 CANDIDATES = 16  # queries fetched per attempt; more are fetched if others win them all
+_INDEXED: set[tuple[str, str]] = set()  # (sample collection, queries field) indexed here
+
+
+def _ensure_indexes(samples, queries_field: str) -> None:
+    """Index the queries' status (once per collection and process): the review aggregations
+    first match the samples holding queries of some status, so on a large dataset they read
+    those samples only, not every sample."""
+    dataset = samples._dataset
+    key = (dataset._sample_collection_name, queries_field)
+    if key not in _INDEXED:
+        # pymongo's create_index: idempotent and safe from several threads at once
+        dataset._sample_collection.create_index(f"{queries_field}.detections.status")
+        _INDEXED.add(key)
 
 
 def _sample_level(samples):
@@ -49,7 +62,9 @@ def candidate_queries(
     match = _free_for(user, now, prefix="q.")
     if skip_ids:
         match = {"$and": [match, {"q._id": {"$nin": [ObjectId(i) for i in skip_ids]}}]}
+    _ensure_indexes(samples, queries_field)
     pipeline = [
+        {"$match": {f"{q}.status": {"$in": ["pending", "claimed"]}}},  # indexed
         {"$project": {"q": f"${q}"}},
         {"$unwind": "$q"},
         {"$match": match},
@@ -145,9 +160,11 @@ def review_progress(samples, queries_field: str = "alc_queries", user: str | Non
     if not samples.has_field(queries_field):
         return empty
     q = f"{queries_field}.detections"
+    _ensure_indexes(samples, queries_field)
     rows = list(
         samples._aggregate(
             pipeline=[
+                {"$match": {f"{q}.status": {"$in": list(STATUSES)}}},  # indexed
                 {"$project": {"q": f"${q}"}},
                 {"$unwind": "$q"},
                 {

@@ -58,7 +58,10 @@ def compute_superpixels(
     else:
         if method == "pseudo_instances":
             one = _pseudo_instances_fn(params, counts)
+            source = params.get("instances_field", "alc_pseudo_instances")
+            read = (source,) if samples.has_field(source) else ()  # () : no selection
         else:
+            read = ("filepath",)  # only the image: other fields are not loaded
 
             def one(sample):
                 ids = csp.superpixels(read_image(sample), method=method, **params)
@@ -74,6 +77,7 @@ def compute_superpixels(
             skip_failures=skip_failures,
             progress=progress,
             desc=f"superpixels ({method})",
+            select_fields=read,
         )
     dataset = samples._dataset
     if dataset.default_mask_targets:
