@@ -19,7 +19,7 @@ model takes ~40 ms a sample, too slow for 50k); every further sample is a pool s
 cyclically shifted and with fresh pixel noise on the image, written as PNGs without fsync and
 added with ``add_samples`` in batches of 1,000.
 
-    python benchmarks/scale.py [--sizes 1000,10000,50000] [--size 64x48] [--mode single]
+    python benchmarks/scale.py [--sizes 1000,10000,50000] [--size 64x48] [--mode single] [--keep]
 
 Uses FIFTYONE_DATABASE_URI when set, else FiftyOne's own database. Files go under
 ALC_FIFTYONE_DIR (a temporary folder unless set); datasets and files are deleted at the end.
@@ -318,6 +318,11 @@ def main(argv=None) -> int:
     ap.add_argument("--n-segments", type=int, default=20, help="SLIC segments per image")
     ap.add_argument("--pool", type=int, default=200, help="distinct generated samples")
     ap.add_argument("--mode", default="single", choices=sorted(MODES))
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the ranked datasets and their files (e.g. for panel_latency.py --dataset)",
+    )
     ap.add_argument("--phase", choices=("generate", "run"), help=argparse.SUPPRESS)
     ap.add_argument("--child-n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--name", help=argparse.SUPPRESS)
@@ -329,7 +334,7 @@ def main(argv=None) -> int:
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     env = dict(os.environ)
     own_dir = None
-    if not env.get("ALC_FIFTYONE_DIR"):
+    if not env.get("ALC_FIFTYONE_DIR") and not args.keep:
         own_dir = tempfile.mkdtemp(prefix="alc-bench-scale-")
         env["ALC_FIFTYONE_DIR"] = own_dir
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
@@ -341,7 +346,12 @@ def main(argv=None) -> int:
                 gen = _spawn(args, "generate", name, n, env)
                 run = _spawn(args, "run", name, n, env)
             finally:
-                _cleanup(name, env)
+                if not args.keep:
+                    _cleanup(name, env)
+            if args.keep:
+                sys.stderr.write(
+                    f"kept dataset {name!r} (ALC_FIFTYONE_DIR={env['ALC_FIFTYONE_DIR']})\n"
+                )
             results[n] = (gen, run)
             sys.stderr.write(f"N={n} done\n")
     finally:
