@@ -6,10 +6,12 @@ samples in the order of their ids (MongoDB ObjectIds, which grow with insertion)
 process that slices the same collection gets the same shards, each sample in exactly one.
 
 :func:`queue_shards` queues one delegated operation per shard through FiftyOne's own
-delegated-operation engine (``fiftyone.operators.execute_operator(...,
-request_delegation=True)``, see https://docs.voxel51.com/plugins/using_plugins.html#delegated-operations);
-any number of ``fiftyone delegated launch`` workers sharing the database run them, each
-operation claimed by one worker only (FiftyOne moves it from QUEUED to RUNNING atomically).
+delegated-operation engine: ``fiftyone.operators.execute_operator(...,
+request_delegation=True)``, the ``DelegatedOperationService`` and the ``fiftyone delegated``
+CLI (https://docs.voxel51.com/plugins/using_plugins.html#delegated-operations,
+https://docs.voxel51.com/api/fiftyone.operators.delegated.html). Any number of
+``fiftyone delegated launch`` workers sharing the database run them, each operation claimed
+by one worker only (FiftyOne moves it from QUEUED to RUNNING atomically).
 The queued shards are fixed id ranges (resolved when queued), so samples added later do not
 move samples between shards. :class:`ShardRun` reports their states, waits for them and
 re-queues the failed ones, or the ones of a worker that died (a killed worker leaves its

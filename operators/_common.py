@@ -71,7 +71,26 @@ class ALCOperator(foo.Operator):
         delegate = ctx.params.get("delegate")
         return None if delegate is None else bool(delegate)
 
+    def queue_shards(self, ctx):
+        """With ``num_shards`` > 1 (see :func:`shard_inputs`) and no ``shard`` yet, queue one
+        delegated operation of this operator per shard of the target (``alc.queue_shards``)
+        instead of running, and return the result to show; otherwise None."""
+        count = int(ctx.params.get("num_shards") or 1)
+        if count <= 1 or ctx.params.get("shard") not in (None, ""):
+            return None
+        from alc_fiftyone.sharding import queue_shards
+
+        params = {k: v for k, v in ctx.params.items() if k not in ("num_shards", "delegate")}
+        run = queue_shards(ctx.target_view(), self.uri, params, count)
+        summary = {"run_id": run.run_id, "shards": run.num_shards, "operations": run.op_ids}
+        return {"summary": summary}
+
     def resolve_execution_options(self, ctx):
+        if int(ctx.params.get("num_shards") or 1) > 1 and not ctx.params.get("shard"):
+            # queueing the shards takes a moment; the shards themselves run delegated
+            return foo.ExecutionOptions(
+                allow_immediate_execution=True, allow_delegated_execution=False
+            )
         if self.resolve_delegation(ctx) is not None or ctx.dataset is None:
             return super().resolve_execution_options(ctx)
         return foo.ExecutionOptions(
@@ -147,6 +166,19 @@ def rerun_inputs(inputs: types.Object, defaults: dict) -> None:
         default=defaults["skip_failures"],
         label="Skip failures",
         description="Skip (and list) samples that cannot be processed instead of stopping",
+    )
+
+
+def shard_inputs(inputs: types.Object) -> None:
+    """The number of shards: above 1, running the operator queues that many delegated
+    operations, one per slice of the target, for ``fiftyone delegated launch`` workers."""
+    inputs.int(
+        "num_shards",
+        default=1,
+        min=1,
+        label="Shards",
+        description="Split the target into this many delegated operations, one per slice, "
+        "for several workers (1: one operation)",
     )
 
 

@@ -15,6 +15,7 @@ from ._common import (
     param,
     reload_app,
     segmentation_fields,
+    shard_inputs,
     target_notice,
 )
 
@@ -136,11 +137,15 @@ class RankSuperpixels(ALCOperator):
             description="An answer relabels the superpixel pixels whose class probabilities "
             "have cosine similarity >= tau with the representative pixel's (0: all of them)",
         )
+        shard_inputs(inputs)
         return types.Property(inputs, view=types.View(label=self.config.label))
 
     def execute(self, ctx):
         import alc_fiftyone as alc
 
+        queued = self.queue_shards(ctx)
+        if queued is not None:
+            return queued
         summary = alc.rank_superpixels(
             self.target(ctx, sharded=False),
             ctx.params["label_field"],

@@ -18,6 +18,7 @@ from ._common import (
     param,
     reload_app,
     rerun_inputs,
+    shard_inputs,
     target_notice,
 )
 
@@ -141,11 +142,15 @@ class GeneratePseudoLabels(ALCOperator):
         )
         _model_inputs(inputs, PSEUDO_DEFAULTS)
         rerun_inputs(inputs, PSEUDO_DEFAULTS)
+        shard_inputs(inputs)
         return types.Property(inputs, view=types.View(label=self.config.label))
 
     def execute(self, ctx):
         import alc_fiftyone as alc
 
+        queued = self.queue_shards(ctx)
+        if queued is not None:
+            return queued
         summary = alc.generate_pseudo_labels(
             self.target(ctx),
             ctx.params["prompt_field"],
@@ -217,11 +222,15 @@ class ComputeSamSuperpixels(ALCOperator):
             description="Merge pieces smaller than this (pixels) into their neighbour",
         )
         rerun_inputs(inputs, SP_DEFAULTS)
+        shard_inputs(inputs)
         return types.Property(inputs, view=types.View(label=self.config.label))
 
     def execute(self, ctx):
         import alc_fiftyone as alc
 
+        queued = self.queue_shards(ctx)
+        if queued is not None:
+            return queued
         method = param(ctx, "method", SP_DEFAULTS)
         if method == "sam":
             extra = {

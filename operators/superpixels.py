@@ -12,6 +12,7 @@ from ._common import (
     param,
     reload_app,
     rerun_inputs,
+    shard_inputs,
     superpixel_methods,
     target_notice,
 )
@@ -71,11 +72,15 @@ class ComputeSuperpixels(ALCOperator):
                 name, min=0, label=label, description=f"{description} (blank: library default)"
             )
         rerun_inputs(inputs, DEFAULTS)
+        shard_inputs(inputs)
         return types.Property(inputs, view=types.View(label=self.config.label))
 
     def execute(self, ctx):
         import alc_fiftyone as alc
 
+        queued = self.queue_shards(ctx)
+        if queued is not None:
+            return queued
         method = param(ctx, "method", DEFAULTS)
         method_params = {
             name: ctx.params[name]

@@ -218,3 +218,43 @@ def test_failed_shards_are_named_and_rerun(plugin, demo):
         svc = DelegatedOperationService()
         for op in svc.list_operations(dataset_name=demo.name):
             svc.delete_operation(op.id)
+
+
+def test_operator_with_num_shards_queues_one_operation_per_shard(plugin, demo):
+    """The App path: a form with Shards = 3 queues three delegated operations."""
+    import asyncio
+
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import resolve_execution_options
+    from fiftyone.operators.registry import OperatorRegistry
+
+    import alc_fiftyone as alc
+
+    uri = "@alc/active-label-correction/compute_superpixels"
+    request = {
+        "dataset_name": demo.name,
+        "view": demo.view()._serialize(),
+        "params": {"num_shards": 3},
+    }
+    options = asyncio.run(resolve_execution_options(OperatorRegistry(), uri, request))
+    assert options.allow_immediate_execution and not options.allow_delegated_execution
+
+    result = foo.execute_operator(
+        uri, ctx={"view": demo.view(), "params": {"num_shards": 3, "n_segments": 20}}
+    )
+    summary = result.result["summary"]
+    try:
+        assert summary["shards"] == 3 and len(summary["operations"]) == 3
+        assert not demo.has_field("alc_superpixels")  # only queued
+        run = alc.find_shard_run(demo, summary["run_id"])
+        assert run.op_ids == summary["operations"]
+        run_queued_here()
+        run.wait(timeout=5)
+        demo.reload()
+        assert demo.count("alc_superpixels") == len(demo)
+    finally:
+        from fiftyone.operators.delegated import DelegatedOperationService
+
+        svc = DelegatedOperationService()
+        for op in svc.list_operations(dataset_name=demo.name):
+            svc.delete_operation(op.id)
