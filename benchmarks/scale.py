@@ -6,9 +6,10 @@ For each N of ``--sizes`` (default 1,000, 10,000 and 50,000) a dataset of N gene
 probability model and the default budget (2% of the superpixels). The rank step is split by
 its progress reports into: features (per-superpixel features of every image), training (the
 out-of-fold classifier), scoring (probabilities + acquisition of every image, global top-B)
-and writing (the queries, in bulk). Prints one table: seconds, samples/s and seconds per
-1,000 samples per stage, and the peak resident memory (RSS) of each stage and of the whole
-process.
+and writing (the queries, in bulk). Prints one table: wall and CPU seconds (this process,
+all its threads: on a shared machine the CPU time is the steadier figure), samples/s (wall)
+and CPU seconds per 1,000 samples per stage, and the peak resident memory (RSS) of each stage
+and of the whole process.
 
 Each N runs in fresh processes, so peaks are per N: one process generates the dataset (its
 memory is not counted), another runs the stages. Peak RSS per stage is sampled every 20 ms
@@ -104,17 +105,22 @@ class Stages:
         self.sampler = PeakSampler()
         self.rows: list[dict] = []
         self._name: str | None = None
-        self._t = 0.0
+        self._t = self._cpu = 0.0
 
     def start(self, name: str | None) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if self._name is not None:
             self.rows.append(
-                {"stage": self._name, "seconds": now - self._t, "peak_mib": self.sampler.mark()}
+                {
+                    "stage": self._name,
+                    "seconds": now - self._t,
+                    "cpu_seconds": cpu - self._cpu,
+                    "peak_mib": self.sampler.mark(),
+                }
             )
         else:
             self.sampler.mark()
-        self._name, self._t = name, now
+        self._name, self._t, self._cpu = name, now, cpu
 
     def finish(self) -> list[dict]:
         self.start(None)
@@ -375,7 +381,7 @@ def print_table(args, sizes, results) -> None:
     print()
     head = ["stage"]
     for n in sizes:
-        head += [f"N={n:,} s", "samples/s", "s/1k", "peak MiB"]
+        head += [f"N={n:,} wall s", "CPU s", "samples/s", "CPU s/1k", "peak MiB"]
     print("| " + " | ".join(head) + " |")
     print("|---|" + "---:|" * (len(head) - 1))
     order: list[str] = []
@@ -385,9 +391,9 @@ def print_table(args, sizes, results) -> None:
                 order.append(r["stage"])
 
     def cell(r, n):
-        s = r["seconds"]
+        s, c = r["seconds"], r["cpu_seconds"]
         rate = n / s if s > 0 else float("inf")
-        return f"{s:.1f} | {rate:,.0f} | {s / n * 1000:.2f} | {r['peak_mib']:,.0f}"
+        return f"{s:.1f} | {c:.1f} | {rate:,.0f} | {c / n * 1000:.2f} | {r['peak_mib']:,.0f}"
 
     for stage in order:
         cells = []
@@ -400,8 +406,9 @@ def print_table(args, sizes, results) -> None:
         rows = [r for r in results[n][1]["rows"] if "seconds" in r]
         rows = [r for r in rows if r["stage"] != "load dataset"]
         s = sum(r["seconds"] for r in rows)
+        c = sum(r["cpu_seconds"] for r in rows)
         peak = results[n][1]["peak_mib"]
-        totals.append(f"{s:.1f} | {n / s:,.0f} | {s / n * 1000:.2f} | {peak:,.0f}")
+        totals.append(f"{s:.1f} | {c:.1f} | {n / s:,.0f} | {c / n * 1000:.2f} | {peak:,.0f}")
     print("| **all stages** (peak = process ru_maxrss) | " + " | ".join(totals) + " |")
     print()
     for n in sizes:
