@@ -346,7 +346,7 @@ class HeadModel(ProbabilityModel):
         embedder: GridEmbedder,
         n_folds: int = 5,
         hidden: int = 0,
-        epochs: int = 30,
+        epochs: int = 10,
         lr: float = 5e-3,
         weight_decay: float = 1e-4,
         batch_images: int = 8,
@@ -392,7 +392,7 @@ class HeadModel(ProbabilityModel):
         ids: list[str] = []
         cells: list[np.ndarray] = []  # flat indices of the labelled cells of each image
         counts: list[np.ndarray] = []  # (n, C) class pixel counts of those cells
-        kept: list[object] = []  # (n, D) float16 features, or None: re-read when needed
+        kept: list[object] = []  # (n, D) float32 features, or None: re-read when needed
         budget = self.max_memory_mb * 2**20
         s1 = s2 = None
         n_stat = 0
@@ -422,9 +422,9 @@ class HeadModel(ProbabilityModel):
             ids.append(sample.id)
             cells.append(rows)
             counts.append(pooled[rows])
-            feats = flat[torch.from_numpy(rows)].half()
-            if budget >= feats.numel() * 2:
-                budget -= feats.numel() * 2
+            feats = flat[torch.from_numpy(rows)].contiguous()
+            if budget >= feats.numel() * 4:
+                budget -= feats.numel() * 4
                 kept.append(feats)
             else:
                 kept.append(None)
@@ -482,7 +482,7 @@ class HeadModel(ProbabilityModel):
         emb = self.embedder.get(samples[sample_id])
         D = emb.embedding.shape[0]
         flat = emb.embedding.reshape(D, -1).T
-        return flat[torch.from_numpy(rows)].half()
+        return flat[torch.from_numpy(rows)].contiguous()
 
     def predict(self, sample, superpixels, image=None):
         import torch

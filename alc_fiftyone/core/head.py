@@ -10,7 +10,8 @@ part of the frame holds the image.
 - :func:`preprocess_shape`: the resized (h, w) of an (H, W) image (ResizeLongestSide's rule).
 - :func:`grid_to_image`: cell logits -> (C, H, W) logits at the original image: upsample the
   grid to the padded frame, crop the valid region, resize to (H, W) (the geometry of
-  ``Sam.postprocess_masks``, both bilinear with ``align_corners=False``).
+  ``Sam.postprocess_masks``, both bilinear with ``align_corners=False``, done as separable
+  matrix products).
 - :func:`pool_labels`: an (H, W) label map -> per-cell class pixel counts, each original
   pixel counted in the cell under its centre's position in the frame (the inverse geometry).
 - :class:`FoldHeads`: k independent heads (linear, or a 2-layer MLP = two 1x1 convs) evaluated
@@ -34,21 +35,32 @@ def preprocess_shape(height: int, width: int, frame: int) -> tuple[int, int]:
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
+def axis_matrix(grid: int, frame: int, valid: int, out: int, device=None):
+    """(grid, out) weights of one axis of :func:`grid_to_image`: linear interpolation of
+    ``grid`` cells to ``frame`` pixels, the first ``valid`` kept, linearly resized to ``out``
+    (``align_corners=False``, as ``F.interpolate``'s bilinear mode does along each axis)."""
+    eye = torch.eye(grid, device=device)[None]  # (1, grid channels, grid positions)
+    x = F.interpolate(eye, size=frame, mode="linear", align_corners=False)[..., :valid]
+    return F.interpolate(x, size=out, mode="linear", align_corners=False)[0]
+
+
 def grid_to_image(logits, input_size, original_size, frame: int):
     """(C, g, g) or (N, C, g, g) cell logits -> (C, H, W) / (N, C, H, W) at the image.
 
     Upsample the grid bilinearly to the ``frame`` x ``frame`` padded input, keep the
     ``input_size`` = (h, w) region where the resized image lies (top-left: padding is at the
-    bottom and right), resize that bilinearly to ``original_size`` = (H, W).
+    bottom and right), resize that bilinearly to ``original_size`` = (H, W): the geometry of
+    ``Sam.postprocess_masks``. Bilinear interpolation is separable, so the three steps are
+    done as one (H, g) and one (g, W) matrix product per map (equal to the three
+    ``F.interpolate`` calls up to float rounding; 30x faster and without the (C, 1024, 1024)
+    intermediate).
     """
-    squeeze = logits.dim() == 3
-    x = logits[None] if squeeze else logits
     h, w = (int(v) for v in input_size)
     H, W = (int(v) for v in original_size)
-    x = F.interpolate(x.float(), (frame, frame), mode="bilinear", align_corners=False)
-    x = x[..., :h, :w]
-    x = F.interpolate(x, (H, W), mode="bilinear", align_corners=False)
-    return x[0] if squeeze else x
+    gh, gw = logits.shape[-2:]
+    my = axis_matrix(gh, frame, h, H, logits.device)  # (gh, H)
+    mx = axis_matrix(gw, frame, w, W, logits.device)  # (gw, W)
+    return my.T @ logits.float() @ mx
 
 
 def pixel_cells(original_size, input_size, frame: int, grid: int) -> np.ndarray:
@@ -122,21 +134,31 @@ class FoldHeads(torch.nn.Module):
             self.weights.append(torch.nn.Parameter(w))
             self.biases.append(torch.nn.Parameter(b))
 
+    def _first_layer(self):
+        """The first layer's weights and biases with the standardisation folded in:
+        ((x - mean) / std) @ w + b = x @ (w / std) + (b - (mean / std) @ w)."""
+        w, b = self.weights[0], self.biases[0]
+        w_eff = w / self.std[None, :, None]
+        b_eff = b - torch.matmul((self.mean / self.std)[None, None, :], w)
+        return w_eff, b_eff
+
     def forward(self, x, head: int | None = None):
         """x (N, D) -> logits (n_heads, N, C), or (N, C) of one ``head``."""
-        x = (x.float() - self.mean) / self.std
-        n = len(self.weights)
-        if head is None:
-            x = x[None].expand(self.n_heads, -1, -1)
-            for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-                x = torch.baddbmm(b, x, w)
-                if i < n - 1:
-                    x = torch.relu(x)
+        x = x.float()
+        w0, b0 = self._first_layer()
+        if head is not None:
+            x = torch.addmm(b0[head], x, w0[head])
+            if len(self.weights) > 1:
+                x = torch.addmm(self.biases[1][head], torch.relu(x), self.weights[1][head])
             return x
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.addmm(b[head], x, w[head])
-            if i < n - 1:
-                x = torch.relu(x)
+        # all heads: the first layer as one (N, D) x (D, k * d1) product (a batched product
+        # over a broadcast input is an order of magnitude slower on a CPU)
+        k = self.n_heads
+        d1 = w0.shape[2]
+        x = x @ w0.permute(1, 0, 2).reshape(self.in_dim, k * d1)
+        x = x.reshape(-1, k, d1).transpose(0, 1).contiguous() + b0  # (k, N, d1)
+        if len(self.weights) > 1:
+            x = torch.baddbmm(self.biases[1], torch.relu(x), self.weights[1])
         return x
 
     def predict_grid(self, features, head: int | None):
