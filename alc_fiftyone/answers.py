@@ -28,12 +28,18 @@ def attr(det, name: str, default=None):
     return det[name] if det.has_field(name) else default
 
 
+def object_id(value, what: str = "query") -> ObjectId:
+    """``value`` as an ObjectId; QueryError naming ``what`` when it is not one (ids come from
+    the App's client and are not trusted)."""
+    try:
+        return ObjectId(str(value))
+    except Exception as e:
+        raise QueryError(f"{value!r} is not a {what} id") from e
+
+
 def find_query_sample_id(dataset, query_id: str, queries_field: str = "alc_queries") -> str:
     """Id of the sample holding query ``query_id`` (indexed look-up in the database)."""
-    try:
-        oid = ObjectId(query_id)
-    except Exception as e:
-        raise QueryError(f"{query_id!r} is not a query id") from e
+    oid = object_id(query_id)
     doc = dataset._sample_collection.find_one({f"{queries_field}.detections._id": oid}, {"_id": 1})
     if doc is None:
         raise QueryError(f"no query {query_id} in field {queries_field!r} of {dataset.name!r}")
@@ -400,9 +406,10 @@ def claim(
     extended).
     """
     dataset = dataset._dataset
-    oid = ObjectId(query_id)
+    oid = object_id(query_id)
     if sample_id is None:
         sample_id = find_query_sample_id(dataset, query_id, queries_field)
+    object_id(sample_id, "sample")
     now = datetime.now(timezone.utc).replace(tzinfo=None)  # MongoDB stores naive UTC
     until = now + timedelta(seconds=seconds)
     arr = f"{queries_field}.detections"
@@ -425,7 +432,7 @@ def claim(
 def release(dataset, query_id: str, user: str | None, queries_field: str = "alc_queries") -> bool:
     """Give a claim of ``user`` back (the query is pending again); True if one was released."""
     dataset = dataset._dataset
-    oid = ObjectId(query_id)
+    oid = object_id(query_id)
     sample_id = find_query_sample_id(dataset, query_id, queries_field)
     arr = f"{queries_field}.detections"
     res = dataset._sample_collection.update_one(

@@ -120,6 +120,31 @@ def _absolute(path: str | os.PathLike) -> Path:
     return Path(os.path.abspath(os.path.expanduser(path)))
 
 
+def _check_inside(path: Path, root: Path, key: str, follow_links: bool) -> None:
+    """SampleError when ``path`` resolves (through links or ``..``) outside ``root`` (itself
+    resolved), unless ``follow_links``: an import reads only files inside the folder given."""
+    if follow_links:
+        return
+    real = path.resolve()
+    if not real.is_relative_to(root):
+        raise SampleError(
+            key,
+            f"resolves to {real}, outside the import folder {root}: files reached through "
+            "links out of the folder are refused (pass follow_links=True to import them)",
+            str(path),
+        )
+
+
+def _check_stem(stem: str, split_file: Path) -> str:
+    """A stem from a split list must be a plain file name (no folders, ``..`` or NUL)."""
+    if stem in (".", "..") or any(c in stem for c in ("/", "\\", "\x00")):
+        raise ValueError(
+            f"{split_file} lists {stem!r}, which is not a plain file name: entries of a split "
+            "list cannot name folders or leave the dataset folder"
+        )
+    return stem
+
+
 def _key(stem: str) -> str:
     """A file-name-safe key for the mask files of the sample whose source stem is ``stem``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip(".") or "sample"
@@ -247,7 +272,7 @@ def _voc_stems(root: Path, split: str | None) -> list[str]:
         parts = line.split()
         if parts and parts[0] not in seen:
             seen.add(parts[0])
-            stems.append(parts[0])
+            stems.append(_check_stem(parts[0], split_file))
     return stems
 
 
@@ -282,6 +307,7 @@ def load_voc(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     classes: Sequence[str] | Mapping[int, str] | None = None,
+    follow_links: bool = False,
 ):
     """Load a PASCAL VOC-style segmentation folder as a FiftyOne dataset.
 
@@ -296,8 +322,13 @@ def load_voc(
 
     Returns the new dataset; name defaults to ``voc-<split or all>``. An existing dataset of
     that name raises ValueError unless ``overwrite=True``.
+
+    Only files inside ``root`` are read: split entries must be plain file names, and a file
+    (or sub-folder) that is a link resolving outside ``root`` is refused with a SampleError
+    unless ``follow_links=True``.
     """
     root = _absolute(root)
+    root_real = root.resolve()
     class_dir = root / "SegmentationClass"
     if not (root / "JPEGImages").is_dir() or not class_dir.is_dir():
         raise FileNotFoundError(
@@ -330,6 +361,8 @@ def load_voc(
                     stem, f"listed in split {split!r} but has no class mask", str(mask_path)
                 )
             image_path = _voc_image(root, stem)
+            _check_inside(mask_path, root_real, stem, follow_links)
+            _check_inside(image_path, root_real, stem, follow_links)
             header = _image_header(image_path, stem)
             mask = storage.read_png_array(mask_path, stem)
             _check_size(stem, image_path, header, mask, label_field)
@@ -362,6 +395,7 @@ def load_voc(
             }
             obj_path = object_dir / f"{stem}.png"
             if has_objects and obj_path.is_file():
+                _check_inside(obj_path, root_real, stem, follow_links)
                 inst = storage.read_png_array(obj_path, stem)
                 _check_size(stem, image_path, header, inst, instances_field)
                 inst = np.where(inst == IGNORE_INDEX, 0, inst)
@@ -460,6 +494,7 @@ def load_image_masks(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     require_masks: bool = True,
+    follow_links: bool = False,
 ):
     """Load a folder of images and a folder of masks paired by file stem.
 
@@ -477,6 +512,8 @@ def load_image_masks(
 
     Any mask value that is neither a class nor the ignore value raises a SampleError naming the
     file and the values, as do size mismatches, colour masks, and masks without an image.
+    Only files inside the two folders are read: a file that is a link resolving outside its
+    folder is refused with a SampleError unless ``follow_links=True``.
     """
     images_dir = _absolute(images_dir)
     masks_dir = _absolute(masks_dir)
@@ -534,10 +571,12 @@ def load_image_masks(
         samples = []
         for stem in track(stems, len(stems), progress, "Reading masks"):
             image_path = images[stem]
+            _check_inside(image_path, images_dir.resolve(), stem, follow_links)
             header = _image_header(image_path, stem)
             fields = {}
             if stem in masks:
                 mask_path = masks[stem]
+                _check_inside(mask_path, masks_dir.resolve(), stem, follow_links)
                 src = storage.read_png_array(mask_path, stem)
                 _check_size(stem, image_path, header, src, label_field)
                 if threshold is not None:

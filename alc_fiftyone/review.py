@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from .answers import CLAIM_SECONDS, _free_for, attr, claim
-from .errors import ALCError
+from .errors import ALCError, QueryError
 from .ranking import ANSWERED, STATUSES
 
 CANDIDATES = 16  # queries fetched per attempt; more are fetched if others win them all
@@ -61,7 +61,7 @@ def candidate_queries(
     q = f"{queries_field}.detections"
     match = _free_for(user, now, prefix="q.")
     if skip_ids:
-        match = {"$and": [match, {"q._id": {"$nin": [ObjectId(i) for i in skip_ids]}}]}
+        match = {"$and": [match, {"q._id": {"$nin": [ObjectId(i) for i in skip_ids if ObjectId.is_valid(i)]}}]}
     _ensure_indexes(samples, queries_field)
     pipeline = [
         {"$match": {f"{q}.status": {"$in": ["pending", "claimed"]}}},  # indexed
@@ -116,13 +116,25 @@ def next_query(
 
 
 def get_query(dataset, query_id: str, queries_field: str = "alc_queries", sample_id=None):
-    """(sample, query Detection) of a query id."""
-    from .answers import find_query_sample_id
+    """(sample, query Detection) of a query id.
+
+    Both ids may come from the App's client and are not trusted: an id that is malformed, a
+    sample that is not in ``dataset`` or a query that is not on that sample is a QueryError,
+    so only the dataset's own samples (and their files) are ever served.
+    """
+    from .answers import find_query_sample_id, object_id
 
     dataset = dataset._dataset
+    object_id(query_id)
     if sample_id is None:
         sample_id = find_query_sample_id(dataset, query_id, queries_field)
-    sample = dataset[sample_id]
+    object_id(sample_id, "sample")
+    try:
+        sample = dataset[str(sample_id)]
+    except KeyError as e:
+        raise QueryError(f"no sample {sample_id} in dataset {dataset.name!r}") from e
+    if not sample.has_field(queries_field):
+        raise QueryError(f"dataset {dataset.name!r} has no queries field {queries_field!r}")
     for det in sample[queries_field].detections if sample[queries_field] else []:
         if det.id == query_id:
             return sample, det

@@ -103,6 +103,15 @@ class ReviewPanel(foo.Panel):
     def _current(self, ctx):
         return ctx.panel.state.get("query")
 
+    def _release(self, ctx, q) -> None:
+        """Give the query on screen back; the panel state comes from the client, so a query
+        that is not (or no longer) in the dataset is simply not released."""
+        alc = _alc()
+        try:
+            alc.release(ctx.dataset, q["id"], self._reviewer(ctx), self._field(ctx))
+        except (alc.ALCError, KeyError, TypeError):
+            pass
+
     def _answer(self, ctx, label):
         alc = _alc()
         q = self._current(ctx)
@@ -125,7 +134,7 @@ class ReviewPanel(foo.Panel):
             n = alc.answer(ctx.dataset, q["id"], label, user=user, queries_field=field)
         except alc.ALCError as e:
             # e.g. the superpixels changed since ranking: keep the claim, say why
-            alc.release(ctx.dataset, q["id"], user, field)
+            self._release(ctx, q)
             return self._serve(ctx, skip_ids=[q["id"]], message=str(e), level="error")
         shown = "confirmed" if label is None or label == q["label"] else f"-> {label}"
         self._serve(ctx, message=f"saved: {q['label']} {shown} ({n} pixels changed)")
@@ -138,7 +147,7 @@ class ReviewPanel(foo.Panel):
     def on_change_view(self, ctx):
         q = self._current(ctx)
         if q:  # the query on screen may not be in the new view: give it back, pick again
-            _alc().release(ctx.dataset, q["id"], self._reviewer(ctx), self._field(ctx))
+            self._release(ctx, q)
         self._serve(ctx)
 
     def on_change_dataset(self, ctx):
@@ -188,7 +197,7 @@ class ReviewPanel(foo.Panel):
             return self._serve(ctx, message=str(e), level="warning")
         q = self._current(ctx)
         if q and q["id"] != last:
-            alc.release(ctx.dataset, q["id"], user, field)
+            self._release(ctx, q)
         # the query taken back is shown again, to be answered anew
         self._serve(ctx, query_id=last, message=f"undone: {n} pixels restored")
 
@@ -199,7 +208,7 @@ class ReviewPanel(foo.Panel):
         name = (ctx.params.get("value") or "").strip()
         q = self._current(ctx)
         if name and q:
-            _alc().release(ctx.dataset, q["id"], self._reviewer(ctx), self._field(ctx))
+            self._release(ctx, q)
         ctx.panel.state.set("reviewer", name or None)
         self._serve(ctx)
 
@@ -219,7 +228,7 @@ class ReviewPanel(foo.Panel):
         q = self._current(ctx) or {}
         field = self._field(ctx)
         if q:
-            _alc().release(ctx.dataset, q["id"], self._reviewer(ctx), field)
+            self._release(ctx, q)
         label_field = q.get("label_field") or (ctx.dataset.info.get("alc") or {}).get(
             "label_field"
         )

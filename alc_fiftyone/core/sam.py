@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,28 @@ def _check_type(model_type: str) -> str:
     return model_type
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a checkpoint (``"does not exist"``, ``"is a folder"``, ...),
+    or None when it is an existing, non-empty, readable regular file (links are followed)."""
+    if "\x00" in str(path):
+        return "is not a valid path"
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "does not exist" + (" (a broken link)" if path.is_symlink() else "")
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not a checkpoint file"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file (a device, pipe or socket)"
+    if st.st_size == 0:
+        return "is empty"
+    if not os.access(path, os.R_OK):
+        return "is not readable (permission denied)"
+    return None
+
+
 def find_checkpoint(
     model_type: str = "vit_h", checkpoint: str | os.PathLike | None = None, zoo_dir=None
 ) -> Path:
@@ -59,26 +82,23 @@ def find_checkpoint(
     ``<zoo_dir>/<official file name>`` (also searched one folder down, where FiftyOne's zoo
     may keep it). Raises :class:`SamCheckpointError` naming every place looked at."""
     name = CHECKPOINT_FILES[_check_type(model_type)]
+    official = f"(model {model_type}: the official file is {name}, from {DOWNLOAD_URL})"
     if checkpoint is not None:
-        path = Path(checkpoint).expanduser()
-        if path.is_file():
+        path = Path(os.fspath(checkpoint)).expanduser()
+        problem = checkpoint_problem(path)
+        if problem is None:
             return path
-        raise SamCheckpointError(
-            f"SAM checkpoint {path} does not exist (model {model_type}: the official file is "
-            f"{name}, from {DOWNLOAD_URL})"
-        )
+        raise SamCheckpointError(f"SAM checkpoint {path} {problem} {official}")
     env = os.environ.get(ENV_CHECKPOINT)
     if env:
         path = Path(env).expanduser()
-        if path.is_file():
+        problem = checkpoint_problem(path)
+        if problem is None:
             return path
-        raise SamCheckpointError(
-            f"${ENV_CHECKPOINT} points to {path}, which does not exist (model {model_type}: "
-            f"the official file is {name}, from {DOWNLOAD_URL})"
-        )
+        raise SamCheckpointError(f"${ENV_CHECKPOINT} points to {path}, which {problem} {official}")
     zoo = Path(zoo_dir).expanduser() if zoo_dir is not None else default_zoo_dir()
     for cand in [zoo / name, *sorted(zoo.glob(f"*/{name}"))] if zoo.is_dir() else []:
-        if cand.is_file():
+        if checkpoint_problem(cand) is None:
             return cand
     raise SamCheckpointError(
         f"no SAM {model_type} checkpoint found: download {name} from {DOWNLOAD_URL} and put it "
@@ -104,7 +124,14 @@ def load_sam(
     path = find_checkpoint(model_type, checkpoint, zoo_dir)
     from segment_anything import sam_model_registry
 
-    sam = sam_model_registry[model_type](checkpoint=str(path))
+    try:
+        # torch.load inside refuses pickled code (weights_only, the torch >= 2.6 default)
+        sam = sam_model_registry[model_type](checkpoint=str(path))
+    except Exception as e:  # torch and pickle raise many types for a wrong or damaged file
+        raise SamCheckpointError(
+            f"cannot load SAM {model_type} checkpoint {path}: {type(e).__name__}: "
+            f"{str(e)[:300]} (is it the official {CHECKPOINT_FILES[model_type]}, complete?)"
+        ) from e
     sam.checkpoint_name = path.name
     return sam.to(resolve_device(device)).eval()
 
