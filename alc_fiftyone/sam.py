@@ -442,15 +442,13 @@ def generate_pseudo_labels(
     dataset.mask_targets = {**(dataset.mask_targets or {}), field: targets}
     if instances_field:
         dataset.mask_targets = {**dataset.mask_targets, instances_field: {}}
-    info_updates = {
-        "pseudo_labels": {
-            field: {
-                "prompt_field": prompt_field,
-                "classes": classes,
-                "uncovered": uncovered,
-                "instances_field": instances_field,
-                "model": csam.model_key(sam),
-            }
+    info_updates = {  # this field's entry only: other fields' pseudo labels keep theirs
+        f"pseudo_labels.{field}": {
+            "prompt_field": prompt_field,
+            "classes": classes,
+            "uncovered": uncovered,
+            "instances_field": instances_field,
+            "model": csam.model_key(sam),
         }
     }
     if uncovered == "ignore":

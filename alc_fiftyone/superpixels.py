@@ -83,9 +83,9 @@ def compute_superpixels(
     if dataset.default_mask_targets:
         # default_mask_targets would label superpixel ids as classes in the App
         dataset.mask_targets = {**(dataset.mask_targets or {}), field: {}}
-    sp = dict(dataset.info.get("alc", {}).get("superpixels") or {})
-    sp[field] = {"method": method, "params": {k: v for k, v in params.items() if _plain(v)}}
-    update_alc_info(dataset, superpixels=sp)
+    # this field's entry only (an atomic $set): concurrent runs (shards, other fields) keep theirs
+    record = {"method": method, "params": {k: v for k, v in params.items() if _plain(v)}}
+    update_alc_info(dataset, **{f"superpixels.{field}": record})
     summary["method"] = method
     if counts is not None:
         summary["mean_superpixels"] = float(sum(counts) / len(counts)) if counts else 0.0

@@ -258,3 +258,19 @@ def test_operator_with_num_shards_queues_one_operation_per_shard(plugin, demo):
         svc = DelegatedOperationService()
         for op in svc.list_operations(dataset_name=demo.name):
             svc.delete_operation(op.id)
+
+
+def test_superpixel_runs_keep_each_others_info(demo):
+    """A superpixel run records its field's entry only: another process's entry written
+    meanwhile (a shard of another field) is kept."""
+    import fiftyone.core.odm as foo
+
+    import alc_fiftyone as alc
+
+    alc.compute_superpixels(demo.limit(2), field="sp_a", n_segments=20)
+    foo.get_db_conn().datasets.update_one(
+        {"_id": demo._doc.id}, {"$set": {"info.alc.superpixels.sp_other": {"method": "x"}}}
+    )
+    alc.compute_superpixels(demo.limit(2), field="sp_b", n_segments=20)
+    demo.reload()
+    assert set(demo.info["alc"]["superpixels"]) == {"sp_a", "sp_b", "sp_other"}
