@@ -233,7 +233,8 @@ def test_load_voc_not_a_voc_folder(tmp_path, names):
 
 
 def _subset(src: Path, dst: Path, stems: list[str] | None = None, n: int = 5) -> Path:
-    """Symlink a few image/mask pairs of a real data set into ``dst``."""
+    """Symlink a few image/mask pairs of a real data set into ``dst`` (links out of the import
+    folder: the loaders need ``follow_links=True`` for them)."""
     (dst / "images").mkdir(parents=True)
     (dst / "masks").mkdir()
     images = sorted((src / "images").iterdir())
@@ -257,7 +258,12 @@ def test_camvid_ignore_remapped(shared_data, tmp_path, tmp_alc_dir, names):
     assert stems, "expected some CamVid masks with Unlabelled pixels"
     root = _subset(src, tmp_path / "camvid", stems)
     dataset = load_image_masks(
-        root / "images", root / "masks", CAMVID, ignore_index=11, name=names()
+        root / "images",
+        root / "masks",
+        CAMVID,
+        ignore_index=11,
+        name=names(),
+        follow_links=True,
     )
     assert len(dataset) == len(stems)
     for sample in dataset:
@@ -282,7 +288,9 @@ def test_camvid_default_name(shared_data, tmp_path, tmp_alc_dir, names):
     if fo.dataset_exists(name):
         pytest.skip("a dataset named camvid-mini exists in this database")
     try:
-        dataset = load_image_masks(root / "images", root / "masks", CAMVID, ignore_index=11)
+        dataset = load_image_masks(
+            root / "images", root / "masks", CAMVID, ignore_index=11, follow_links=True
+        )
         assert dataset.name == name and len(dataset) == 2
     finally:
         if fo.dataset_exists(name):
@@ -293,7 +301,12 @@ def test_weizmann_threshold(shared_data, tmp_path, tmp_alc_dir, names):
     src = shared_data / "weizmann-horse"
     root = _subset(src, tmp_path / "horses", n=5)
     dataset = load_image_masks(
-        root / "images", root / "masks", ["background", "horse"], threshold=128, name=names()
+        root / "images",
+        root / "masks",
+        ["background", "horse"],
+        threshold=128,
+        name=names(),
+        follow_links=True,
     )
     assert len(dataset) == 5
     sizes = set()
@@ -319,7 +332,9 @@ def test_weizmann_without_threshold_names_bad_values(shared_data, tmp_path, tmp_
     root = _subset(shared_data / "weizmann-horse", tmp_path / "horses", n=3)
     name = names()
     with pytest.raises(SampleError, match=r"horse001.*mask holds values .*outside the declared"):
-        load_image_masks(root / "images", root / "masks", ["background", "horse"], name=name)
+        load_image_masks(
+            root / "images", root / "masks", ["background", "horse"], name=name, follow_links=True
+        )
     assert not fo.dataset_exists(name)
     assert _files(tmp_alc_dir) == []
 
@@ -328,7 +343,11 @@ def test_isbi_value_dict(shared_data, tmp_path, tmp_alc_dir, names):
     src = shared_data / "isbi2012-em"
     root = _subset(src, tmp_path / "isbi", n=3)
     dataset = load_image_masks(
-        root / "images", root / "masks", {255: "cell", 0: "membrane"}, name=names()
+        root / "images",
+        root / "masks",
+        {255: "cell", 0: "membrane"},
+        name=names(),
+        follow_links=True,
     )
     assert len(dataset) == 3
     # natural order of numeric stems
@@ -392,7 +411,9 @@ def test_image_masks_basic_and_suffix(tmp_path, tmp_alc_dir, names):
     both.mkdir()
     for p in list((root / "images").iterdir()) + list((root / "masks").iterdir()):
         (both / p.name).symlink_to(p)
-    dataset = load_image_masks(both, both, CLASSES3, mask_suffix="_mask", name=names())
+    dataset = load_image_masks(
+        both, both, CLASSES3, mask_suffix="_mask", name=names(), follow_links=True
+    )
     assert len(dataset) == 3 and all("_mask" not in Path(s.filepath).name for s in dataset)
 
 

@@ -217,7 +217,7 @@ def test_save_revised_version(plugin, demo, unique_name):
     name = f"{unique_name}-v2"
     try:
         result = execute("save_revised_version", demo, name=name)
-        assert result.result["summary"] == {"dataset": name, "samples": len(demo)}
+        assert result.result["summary"] == {"dataset": name, "samples": len(demo), "failed": []}
         assert fo.dataset_exists(name)
     finally:
         if fo.dataset_exists(name):

@@ -84,14 +84,14 @@ def test_checkpoint_lookup_order(tmp_path, monkeypatch):
     zoo = tmp_path / "zoo"
     (zoo / "segment-anything-vitb").mkdir(parents=True)
     in_zoo = zoo / "segment-anything-vitb" / "sam_vit_b_01ec64.pth"
-    in_zoo.write_bytes(b"")
+    in_zoo.write_bytes(b"x")  # not empty: an empty file is refused
     assert csam.find_checkpoint("vit_b", zoo_dir=zoo) == in_zoo
     env = tmp_path / "env.pth"
-    env.write_bytes(b"")
+    env.write_bytes(b"x")  # not empty: an empty file is refused
     monkeypatch.setenv(csam.ENV_CHECKPOINT, str(env))
     assert csam.find_checkpoint("vit_b", zoo_dir=zoo) == env
     explicit = tmp_path / "explicit.pth"
-    explicit.write_bytes(b"")
+    explicit.write_bytes(b"x")  # not empty: an empty file is refused
     assert csam.find_checkpoint("vit_b", checkpoint=explicit, zoo_dir=zoo) == explicit
 
 
