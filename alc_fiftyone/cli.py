@@ -160,6 +160,7 @@ def cmd_import_voc(args, bar) -> None:
         persistent=True,
         overwrite=args.overwrite,
         progress=bar,
+        follow_links=args.follow_links,
     )
     bar.close()
     print(f"dataset: {ds.name} ({len(ds)} samples)")
@@ -172,6 +173,7 @@ def cmd_rank(args, bar) -> None:
         _load(args.dataset),
         args.label_field,
         progress=bar,
+        skip_failures=args.skip_failures,
         **_given(method=args.method, budget=args.budget, model=args.model),
     )
     bar.close()
@@ -191,7 +193,12 @@ def cmd_export(args, bar) -> None:
     import alc_fiftyone as alc
 
     summary = alc.export_masks(
-        _load(args.dataset), args.field, args.out, format=args.format, progress=bar
+        _load(args.dataset),
+        args.field,
+        args.out,
+        format=args.format,
+        skip_failures=args.skip_failures,
+        progress=bar,
     )
     bar.close()
     _print_summary(summary)
@@ -200,8 +207,13 @@ def cmd_export(args, bar) -> None:
 def cmd_save_version(args, bar) -> None:
     import alc_fiftyone as alc
 
-    version = alc.save_revised_version(_load(args.dataset), args.name)
+    version = alc.save_revised_version(
+        _load(args.dataset), args.name, skip_failures=args.skip_failures
+    )
     print(f"dataset: {version.name} ({len(version)} samples)")
+
+
+SKIP_HELP = "leave out (and list) samples whose files cannot be read instead of stopping"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", metavar="S", help="ImageSets/Segmentation/<S>.txt (default: all)")
     p.add_argument("--name", metavar="N", help="dataset name")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset of that name")
+    p.add_argument(
+        "--follow-links", action="store_true", help="read files linked from outside the root"
+    )
     p.set_defaults(func=cmd_import_voc)
 
     p = sub.add_parser("rank", help="rank superpixels and write correction queries")
@@ -276,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", metavar="M", help="acquisition method (default: sim)")
     p.add_argument("--budget", type=_budget, metavar="FRACTION_OR_COUNT")
     p.add_argument("--model", metavar="MODEL", help="probability model (default: features)")
+    p.add_argument("--skip-failures", action="store_true", help=SKIP_HELP)
     p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser("evaluate", help="per-class IoU of a label field against ground truth")
@@ -294,11 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="voc",
         help="voc: palette PNG; index: grayscale class ids",
     )
+    p.add_argument("--skip-failures", action="store_true", help=SKIP_HELP)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("save-version", help="save the revised labels as a new dataset")
     p.add_argument("dataset")
     p.add_argument("name", help="name of the new dataset")
+    p.add_argument("--skip-failures", action="store_true", help=SKIP_HELP)
     p.set_defaults(func=cmd_save_version)
     return parser
 

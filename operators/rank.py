@@ -137,6 +137,13 @@ class RankSuperpixels(ALCOperator):
             description="An answer relabels the superpixel pixels whose class probabilities "
             "have cosine similarity >= tau with the representative pixel's (0: all of them)",
         )
+        inputs.bool(
+            "skip_failures",
+            default=False,
+            label="Skip failures",
+            description="Leave out (and list) samples whose files cannot be read instead of "
+            "stopping",
+        )
         shard_inputs(inputs)
         return types.Property(inputs, view=types.View(label=self.config.label))
 
@@ -157,6 +164,7 @@ class RankSuperpixels(ALCOperator):
             model=param(ctx, "model", DEFAULTS),
             tau=param(ctx, "tau", DEFAULTS),
             seed=param(ctx, "seed", DEFAULTS),
+            skip_failures=bool(ctx.params.get("skip_failures", False)),
             progress=ContextProgress(ctx),
             shard=ctx.params.get("shard") or None,
             run_id=ctx.params.get("run_id"),
