@@ -58,6 +58,8 @@ _EXPORTS = {
     "ALCError": "errors",
     "SampleError": "errors",
     "QueryError": "errors",
+    "OutputError": "errors",
+    "DatabaseError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)  # noqa: PLE0605 (names resolved lazily below)
