@@ -359,7 +359,8 @@ def main(argv=None) -> int:
                     f"kept dataset {name!r} (ALC_FIFTYONE_DIR={env['ALC_FIFTYONE_DIR']})\n"
                 )
             results[n] = (gen, run)
-            sys.stderr.write(f"N={n} done\n")
+            # each N's raw figures as soon as they exist (a long run can be read part way)
+            sys.stderr.write(f"N={n} done: {json.dumps({'generate': gen, 'run': run})}\n")
     finally:
         if own_dir:
             shutil.rmtree(own_dir, ignore_errors=True)
