@@ -128,8 +128,8 @@ def write_mask(array: np.ndarray, dataset, field: str, sample_id: str) -> str:
     """
     path = new_mask_path(dataset, field, sample_id)
     try:
+        _check_inside_alc_dir(path.parent)  # before creating anything (resolve is not strict)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _check_inside_alc_dir(path.parent)
         return str(write_png(array, path))
     except OSError as e:
         raise OutputError(

@@ -107,6 +107,16 @@ def test_masks_are_not_written_through_a_link_out_of_the_alc_folder(ranked, tmp_
     with pytest.raises(OutputError, match="outside"):
         write_mask(np.zeros((4, 4), np.uint8), ranked, "evil", ranked.first().id)
     assert not list(outside.iterdir())
+    # a link higher up (the dataset's folder): not even a folder is created through it
+    target.unlink()
+    dataset_folder = target.parent
+    for p in sorted(dataset_folder.rglob("*"), reverse=True):
+        p.unlink() if p.is_file() or p.is_symlink() else p.rmdir()
+    dataset_folder.rmdir()
+    dataset_folder.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(OutputError, match="outside"):
+        write_mask(np.zeros((4, 4), np.uint8), ranked, "pseudo", ranked.first().id)
+    assert not list(outside.iterdir())
 
 
 # --- SAM checkpoints ---------------------------------------------------------------------------
