@@ -8,6 +8,9 @@ claim of the next query, its PNG picture, the progress counts and the panel layo
 steps are then timed one by one through the SDK. Prints one table (milliseconds).
 
     python benchmarks/panel_latency.py [--samples 5000] [--budget 2000] [--answers 100] [--check]
+    python benchmarks/panel_latency.py --samples 50000 --pool 200 --ranked-subset 5000 \
+        --budget 16000                     # 50k samples, fast generation, 5k of them ranked
+    python benchmarks/panel_latency.py --dataset NAME   # an existing dataset (ranked if not)
 
 Uses FIFTYONE_DATABASE_URI when set, else a private mongod started as the tests start theirs.
 ``--check`` exits with status 1 when the p95 of the panel's answer-to-next-query time is
@@ -72,26 +75,73 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=int, default=2000)
     ap.add_argument("--answers", type=int, default=100)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument(
+        "--dataset",
+        help="use this existing dataset (e.g. one kept by scale.py --keep) instead of "
+        "generating one; ranked here if it has no queries yet; answered into, not deleted",
+    )
+    ap.add_argument(
+        "--pool",
+        type=int,
+        help="generate with scale.py's fast generator (this many distinct demo samples, the "
+        "rest transformed copies) instead of make_demo_dataset",
+    )
+    ap.add_argument(
+        "--ranked-subset",
+        type=int,
+        help="compute superpixels and rank only the first K samples (the others get copies "
+        "of their superpixel fields, so every document has its full size): the whole "
+        "dataset is served and counted, but only K samples hold queries",
+    )
     args = ap.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
 
     os.environ.setdefault("ALC_FIFTYONE_DIR", tempfile.mkdtemp(prefix="alc-bench-"))
+    import fiftyone as fo
+
     import alc_fiftyone as alc
     from alc_fiftyone.review import get_query
     from panels.review import ReviewPanel
 
-    name = f"alc-bench-panel-{uuid.uuid4().hex[:8]}"
     t0 = time.perf_counter()
-    ds = alc.make_demo_dataset(name=name, num_samples=args.samples, size=(width, height), seed=0)
+    if args.dataset:
+        ds = fo.load_dataset(args.dataset)
+        width, height = ds.first().metadata.width, ds.first().metadata.height
+    elif args.pool:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from scale import generate
+
+        name = f"alc-bench-panel-{uuid.uuid4().hex[:8]}"
+        generate(name, args.samples, (width, height), args.pool)
+        ds = fo.load_dataset(name)
+    else:
+        name = f"alc-bench-panel-{uuid.uuid4().hex[:8]}"
+        ds = alc.make_demo_dataset(
+            name=name, num_samples=args.samples, size=(width, height), seed=0
+        )
+    t_make = time.perf_counter() - t0
+    label_field = ds.info["alc"]["label_field"]
+    args.samples = len(ds)
+    t_sp = t_rank = float("nan")
     try:
-        t_make = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        alc.compute_superpixels(ds, method="slic", n_segments=20)
-        t_sp = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        alc.rank_superpixels(ds, "pseudo", budget=args.budget)
-        t_rank = time.perf_counter() - t0
-        classes = [n for v, n in ds.mask_targets["pseudo"].items() if v != 255]
+        rounds = ds.info["alc"].get("rounds") or []
+        if rounds:
+            args.budget = rounds[-1]["num_queries"]
+        else:
+            k = min(args.ranked_subset or len(ds), len(ds))
+            work = ds.limit(k) if k < len(ds) else ds
+            t0 = time.perf_counter()
+            alc.compute_superpixels(work, method="slic", n_segments=20)
+            if k < len(ds):
+                done = work.values("alc_superpixels")
+                rest = ds.skip(k).values("id")
+                copies = {sid: done[i % k].copy() for i, sid in enumerate(rest)}
+                ds.set_values("alc_superpixels", copies, key_field="id")
+            t_sp = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            alc.rank_superpixels(work, label_field, budget=args.budget)
+            t_rank = time.perf_counter() - t0
+        classes = [n for v, n in ds.mask_targets[label_field].items() if v != 255]
 
         panel = ReviewPanel()
         call = PanelCall(panel, ds, "bench-panel", "bench")
@@ -135,10 +185,12 @@ def main(argv=None) -> int:
             for key, dt in zip(steps, (t1 - t, t2 - t1, t3 - t2, t4 - t3)):
                 steps[key].append(dt * 1000)
     finally:
-        ds.delete()
+        if not args.dataset:
+            ds.delete()
 
+    ranked = f" on the first {args.ranked_subset}" if args.ranked_subset else ""
     print(
-        f"dataset: {args.samples} images {width}x{height}, {args.budget} queries "
+        f"dataset: {args.samples} images {width}x{height}, {args.budget} queries{ranked} "
         f"(make {t_make:.0f} s, superpixels {t_sp:.0f} s, rank {t_rank:.0f} s)"
     )
     print(f"{'step (ms)':<34} {'n':>5} {'p50':>8} {'p95':>8} {'max':>8}")
