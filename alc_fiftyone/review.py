@@ -35,6 +35,16 @@ def _ensure_indexes(samples, queries_field: str) -> None:
         _INDEXED.add(key)
 
 
+def _slim(q: str, keys: tuple[str, ...]) -> dict:
+    """``$project`` stage keeping, of each query of array ``q``, only ``keys``: the queries'
+    masks (most of a sample document's size) never enter the unwind and sort."""
+    return {
+        "$project": {
+            "q": {"$map": {"input": f"${q}", "as": "d", "in": {k: f"$$d.{k}" for k in keys}}}
+        }
+    }
+
+
 def _sample_level(samples):
     """A patches view (the review queue in the grid) becomes its samples."""
     if getattr(samples, "_is_patches", False):
@@ -61,11 +71,16 @@ def candidate_queries(
     q = f"{queries_field}.detections"
     match = _free_for(user, now, prefix="q.")
     if skip_ids:
-        match = {"$and": [match, {"q._id": {"$nin": [ObjectId(i) for i in skip_ids if ObjectId.is_valid(i)]}}]}
+        match = {
+            "$and": [
+                match,
+                {"q._id": {"$nin": [ObjectId(i) for i in skip_ids if ObjectId.is_valid(i)]}},
+            ]
+        }
     _ensure_indexes(samples, queries_field)
     pipeline = [
         {"$match": {f"{q}.status": {"$in": ["pending", "claimed"]}}},  # indexed
-        {"$project": {"q": f"${q}"}},
+        _slim(q, ("_id", "score", "status", "claimed_by", "claimed_until")),
         {"$unwind": "$q"},
         {"$match": match},
         {
@@ -177,7 +192,7 @@ def review_progress(samples, queries_field: str = "alc_queries", user: str | Non
         samples._aggregate(
             pipeline=[
                 {"$match": {f"{q}.status": {"$in": list(STATUSES)}}},  # indexed
-                {"$project": {"q": f"${q}"}},
+                _slim(q, ("round", "status", "pixels_changed", "answered_by")),
                 {"$unwind": "$q"},
                 {
                     "$group": {
