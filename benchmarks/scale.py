@@ -26,7 +26,11 @@ Uses FIFTYONE_DATABASE_URI when set, else FiftyOne's own database. Files go unde
 ALC_FIFTYONE_DIR (a temporary folder unless set); datasets and files are deleted at the end.
 
 Modes: a mode is a function ``(args, dataset name, N) -> list of stage rows`` in ``MODES``;
-``single`` runs every stage in one process. Further modes (several workers) plug in there.
+``single`` runs every stage in one process. ``--workers 1,2`` instead times the same shard
+set run by 1, then 2 ``fiftyone delegated launch`` workers (``scale_workers.py``, which has
+the details), for the first of ``--sizes``:
+
+    python benchmarks/scale.py --workers 1,2 --sizes 2000 --shards 4
 """
 
 from __future__ import annotations
@@ -329,6 +333,11 @@ def main(argv=None) -> int:
         action="store_true",
         help="keep the ranked datasets and their files (e.g. for panel_latency.py --dataset)",
     )
+    ap.add_argument(
+        "--workers",
+        help="comma-separated worker counts: time the shard set with delegated workers instead",
+    )
+    ap.add_argument("--shards", type=int, default=4, help="with --workers: shards per step")
     ap.add_argument("--phase", choices=("generate", "run"), help=argparse.SUPPRESS)
     ap.add_argument("--child-n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--name", help=argparse.SUPPRESS)
@@ -336,6 +345,18 @@ def main(argv=None) -> int:
     args.wh = tuple(int(v) for v in args.size.lower().split("x"))
     if args.phase:
         return child(args)
+    if args.workers:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import scale_workers
+
+        return scale_workers.main(
+            [
+                *("--samples", args.sizes.split(",")[0].replace("_", "")),
+                *("--size", args.size, "--n-segments", str(args.n_segments)),
+                *("--pool", str(args.pool), "--shards", str(args.shards)),
+                *("--workers", args.workers),
+            ]
+        )
 
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     env = dict(os.environ)
