@@ -25,23 +25,23 @@ def update_alc_info(dataset, **changes) -> dict:
     different keys at the same time (delegated workers on shards, a merge) never lose each
     other's update. The dataset is then reloaded and the new ``info["alc"]`` returned.
     """
-    import fiftyone.core.odm as foo
-
-    if changes:
-        sets = {f"info.alc.{key}": value for key, value in changes.items()}
-        foo.get_db_conn().datasets.update_one({"_id": dataset._doc.id}, {"$set": sets})
-        dataset.reload()
-    return alc_info(dataset)
+    if not changes:
+        return alc_info(dataset)
+    sets = {f"info.alc.{key}": value for key, value in changes.items()}
+    return _update_dataset_doc(dataset, {"$set": sets})
 
 
 def append_alc_info(dataset, key: str, item) -> dict:
     """Append ``item`` to the list ``dataset.info["alc"][key]`` with one atomic ``$push``
     (rounds of two processes are both kept); reloads the dataset, returns ``info["alc"]``."""
+    return _update_dataset_doc(dataset, {"$push": {f"info.alc.{key}": item}})
+
+
+def _update_dataset_doc(dataset, update: dict) -> dict:
+    """Apply one MongoDB ``update`` to the dataset's document, reload, return ``info["alc"]``."""
     import fiftyone.core.odm as foo
 
-    foo.get_db_conn().datasets.update_one(
-        {"_id": dataset._doc.id}, {"$push": {f"info.alc.{key}": item}}
-    )
+    foo.get_db_conn().datasets.update_one({"_id": dataset._doc.id}, update)
     dataset.reload()
     return alc_info(dataset)
 
