@@ -15,6 +15,7 @@ import fiftyone as fo
 import numpy as np
 from bson import ObjectId
 
+from . import changes
 from .errors import ALCError, QueryError
 from .labels import class_table, mask_targets, read_current_labels
 from .ranking import ANSWERED
@@ -121,6 +122,7 @@ def _commit(
         {"_id": ObjectId(sample_id), "$and": conds}, {"$set": sets}, array_filters=filters
     )
     fo.Sample._reload_docs(dataset._sample_collection_name, sample_ids=[sample_id])
+    changes.touched(dataset, sample_id)
     return res.matched_count == 1
 
 
@@ -273,6 +275,7 @@ def skip(dataset, query_id: str, user: str | None = None, queries_field="alc_que
         array_filters=[{"q._id": ObjectId(query_id)}],
     )
     fo.Sample._reload_docs(dataset._sample_collection_name, sample_ids=[sample_id])
+    changes.touched(dataset, sample_id)
     if res.matched_count != 1:
         raise QueryError(f"query {query_id} was answered meanwhile; undo it instead of skipping")
 
@@ -455,5 +458,7 @@ def release(dataset, query_id: str, user: str | None, queries_field: str = "alc_
 
 def _reload_sample(dataset, sample_id: str) -> None:
     """Refresh an in-memory copy of the sample after a direct database update, so that a
-    later ``sample.save()`` of it does not write back what it held before."""
+    later ``sample.save()`` of it does not write back what it held before; and tell the
+    review caches."""
     fo.Sample._reload_docs(dataset._sample_collection_name, sample_ids=[sample_id])
+    changes.touched(dataset, sample_id)

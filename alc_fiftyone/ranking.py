@@ -18,6 +18,7 @@ import fiftyone as fo
 import numpy as np
 from scipy import ndimage
 
+from . import changes
 from .core import acquisition as acq
 from .errors import ALCError, SampleError
 from .faults import database_errors_of, failure_record, set_write_state
@@ -392,7 +393,10 @@ def rank_superpixels(
         "record the round yet: rerun rank_superpixels to replace them (answered queries are "
         "kept either way)"
     )
-    set_values_by_id(samples, queries_field, values)
+    try:
+        set_values_by_id(samples, queries_field, values)
+    finally:
+        changes.reset(dataset)  # the review caches of this process re-read the queries
     if values:
         dataset.create_index(f"{queries_field}.detections._id")
     if label_field in (dataset.mask_targets or {}) and revised_field not in dataset.mask_targets:

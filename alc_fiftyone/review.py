@@ -13,13 +13,20 @@ comes back gets the query they still hold first.
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from . import changes
 from .answers import CLAIM_SECONDS, _free_for, attr, claim
 from .errors import ALCError, QueryError
 from .ranking import ANSWERED, STATUSES
 
 CANDIDATES = 16  # queries fetched per attempt; more are fetched if others win them all
+CACHED_CANDIDATES = 256  # queries fetched at once when next_query may cache (max_age > 0)
 _INDEXED: set[tuple[str, str]] = set()  # (sample collection, queries field) indexed here
 
 
@@ -112,21 +119,114 @@ def next_query(
     queries_field: str = "alc_queries",
     seconds: float = CLAIM_SECONDS,
     skip_ids=(),
+    max_age: float = 0.0,
 ) -> dict | None:
     """Claim the next query of ``samples`` for ``user`` and return its description
     (:func:`query_info`), or None when the queue is empty. ``skip_ids``: queries not to serve
-    (e.g. the one just released)."""
+    (e.g. the one just released).
+
+    ``max_age`` > 0 (the review panel) serves from a list of the best
+    :data:`CACHED_CANDIDATES` queries kept in this process for up to ``max_age`` seconds, so
+    most calls cost one claim instead of an aggregation over every sample with queries. Each
+    query is still claimed atomically before it is served (a query another reviewer took, or
+    that was answered, is passed over); what the list can miss until it is refilled are
+    queries that became free after it was filled (an expired or released claim of another
+    reviewer, an undo in another process). A new ranking in this process refills it at once.
+    """
     samples = _sample_level(samples)
-    dataset = samples._dataset
     tried: set[str] = set(skip_ids)
+    if max_age > 0:
+        return _next_cached(samples, user, queries_field, seconds, tried, max_age)
     for _ in range(8):
         cands = candidate_queries(samples, user, queries_field, CANDIDATES, tried)
         if not cands:
             return None
-        for sample_id, query_id in cands:
-            if claim(dataset, query_id, user, seconds, queries_field, sample_id=sample_id):
-                return query_info(dataset, query_id, queries_field, sample_id=sample_id)
-            tried.add(query_id)
+        got = _claim_first(samples._dataset, cands, user, seconds, queries_field, tried)
+        if got is not None:
+            return got
+    return None
+
+
+def _claim_first(dataset, cands, user, seconds, queries_field, tried, on_claim=None):
+    """Claim the first free query of ``cands`` ((sample id, query id) pairs, a list or a
+    deque consumed from the left) and return its description; None when all were taken."""
+    cands = cands if isinstance(cands, deque) else deque(cands)
+    while cands:
+        try:
+            sample_id, query_id = cands.popleft()
+        except IndexError:  # another thread took the last one
+            break
+        if query_id in tried:
+            continue
+        if claim(dataset, query_id, user, seconds, queries_field, sample_id=sample_id):
+            if on_claim is not None:
+                on_claim((sample_id, query_id))
+            return query_info(dataset, query_id, queries_field, sample_id=sample_id)
+        tried.add(query_id)
+    return None
+
+
+def _view_key(samples) -> str:
+    """The identity of a collection for the caches: its dataset and its view pipeline."""
+    pipeline = json.dumps(samples._pipeline(), sort_keys=True, default=str)
+    return f"{samples._dataset._sample_collection_name}|{pipeline}"
+
+
+@dataclass
+class _CandidateList:
+    filled: float  # time.monotonic() when filled
+    epoch: int  # changes.position()[0] when filled
+    items: deque
+    held: tuple[str, str] | None = None  # the query last served from it
+
+
+_candidate_lists: dict[tuple, _CandidateList] = {}
+_cache_lock = threading.Lock()
+MAX_CACHED = 256  # cache entries kept per kind (views x reviewers); the oldest go first
+
+
+def _store(cache: dict, key, entry) -> None:
+    with _cache_lock:
+        cache.pop(key, None)
+        cache[key] = entry
+        while len(cache) > MAX_CACHED:
+            cache.pop(next(iter(cache)))
+
+
+def _next_cached(samples, user, queries_field, seconds, tried, max_age):
+    dataset = samples._dataset
+    key = (_view_key(samples), user, queries_field)
+    with _cache_lock:
+        entry = _candidate_lists.get(key)
+    epoch = changes.position(dataset)[0]
+    fresh = (
+        entry is not None and time.monotonic() - entry.filled <= max_age and entry.epoch == epoch
+    )
+
+    def remember(pair):
+        entry.held = pair
+
+    if fresh:
+        # the query this reviewer was last given, if they still hold it (a reopened panel)
+        held = entry.held
+        if held is not None and held[1] not in tried:
+            entry.held = None
+            got = _claim_first(dataset, [held], user, seconds, queries_field, tried, remember)
+            if got is not None:
+                return got
+        got = _claim_first(dataset, entry.items, user, seconds, queries_field, tried, remember)
+        if got is not None:
+            return got
+    for _ in range(8):
+        epoch = changes.position(dataset)[0]
+        cands = candidate_queries(samples, user, queries_field, CACHED_CANDIDATES, tried)
+        entry = _CandidateList(time.monotonic(), epoch, deque(cands))
+        _store(_candidate_lists, key, entry)
+        if not cands:
+            return None
+        got = _claim_first(dataset, entry.items, user, seconds, queries_field, tried, remember)
+        if got is not None:
+            return got
     return None
 
 
@@ -179,32 +279,126 @@ def query_info(dataset, query_id: str, queries_field: str = "alc_queries", sampl
     }
 
 
-def review_progress(samples, queries_field: str = "alc_queries", user: str | None = None):
+def review_progress(
+    samples, queries_field: str = "alc_queries", user: str | None = None, max_age: float = 0.0
+):
     """Counts of the queries of ``samples``: per status, answered and pixels changed, for the
-    latest round and in total (and answered by ``user`` if given). One aggregation."""
+    latest round and in total (and answered by ``user`` if given). One aggregation.
+
+    ``max_age`` > 0 (the review panel) keeps the counts of every sample in this process for up
+    to ``max_age`` seconds and re-reads only the samples whose queries changed through this
+    package in this process since (answers, claims, skips, undos of every reviewer served
+    by it; a new ranking re-reads everything), so the counts are exact for those; changes
+    made by other processes show once the counts are older than ``max_age``.
+    """
     samples = _sample_level(samples)
     empty = {"total": {}, "round": {}, "latest_round": None}
     if not samples.has_field(queries_field):
         return empty
-    q = f"{queries_field}.detections"
     _ensure_indexes(samples, queries_field)
-    rows = list(
-        samples._aggregate(
-            pipeline=[
-                {"$match": {f"{q}.status": {"$in": list(STATUSES)}}},  # indexed
-                _slim(q, ("round", "status", "pixels_changed", "answered_by")),
-                {"$unwind": "$q"},
-                {
-                    "$group": {
-                        "_id": {"round": "$q.round", "status": "$q.status"},
-                        "n": {"$sum": 1},
-                        "px": {"$sum": {"$ifNull": ["$q.pixels_changed", 0]}},
-                        "mine": {"$sum": {"$cond": [{"$eq": ["$q.answered_by", user]}, 1, 0]}},
-                    }
-                },
+    if max_age > 0:
+        rows = _cached_counts(samples, queries_field, max_age).rows(user)
+    else:
+        rows = list(samples._aggregate(pipeline=_count_pipeline(queries_field, user)))
+    return _summarize_progress(rows, user is not None)
+
+
+def _count_pipeline(queries_field: str, user=None, per_sample: bool = False, ids=None) -> list:
+    """Aggregation counting queries by round and status (and answered by ``user``); with
+    ``per_sample`` by sample, round, status and answering user instead; ``ids``: only
+    these samples."""
+    q = f"{queries_field}.detections"
+    key = {"round": "$q.round", "status": "$q.status"}
+    group = {"n": {"$sum": 1}, "px": {"$sum": {"$ifNull": ["$q.pixels_changed", 0]}}}
+    if per_sample:
+        key.update(sample="$_id", by="$q.answered_by")
+    else:
+        group["mine"] = {"$sum": {"$cond": [{"$eq": ["$q.answered_by", user]}, 1, 0]}}
+    match = {f"{q}.status": {"$in": list(STATUSES)}}  # indexed
+    if ids is not None:
+        from bson import ObjectId
+
+        match["_id"] = {"$in": [ObjectId(i) for i in ids]}
+    return [
+        {"$match": match},
+        _slim(q, ("round", "status", "pixels_changed", "answered_by")),
+        {"$unwind": "$q"},
+        {"$group": {"_id": key, **group}},
+    ]
+
+
+class _Counts:
+    """Query counts of one collection kept per sample, so a change re-reads one sample."""
+
+    def __init__(self, samples, queries_field: str):
+        self.samples, self.queries_field = samples, queries_field
+        self.position = changes.position(samples._dataset)  # before the read: nothing missed
+        self.filled = time.monotonic()
+        self.per_sample: dict[str, list[tuple]] = {}
+        # (round, status) -> [queries, pixels changed, Counter of answering users]
+        self.totals: dict[tuple, list] = {}
+        self.lock = threading.Lock()  # one reader updates at a time; other caches go on
+        self._add(self._read(None))
+
+    def _read(self, ids) -> dict[str, list[tuple]]:
+        pipeline = _count_pipeline(self.queries_field, per_sample=True, ids=ids)
+        out: dict[str, list[tuple]] = {}
+        for r in self.samples._aggregate(pipeline=pipeline):
+            k = r["_id"]
+            row = (k.get("round"), k.get("status"), k.get("by"), r["n"], r["px"])
+            out.setdefault(str(k["sample"]), []).append(row)
+        return out
+
+    def _add(self, per_sample: dict[str, list[tuple]], sign: int = 1) -> None:
+        for sid, rows in per_sample.items():
+            if sign > 0:
+                self.per_sample[sid] = rows
+            for rnd, status, by, n, px in rows:
+                t = self.totals.setdefault((rnd, status), [0, 0, Counter()])
+                t[0] += sign * n
+                t[1] += sign * px
+                t[2][by] += sign * n
+                if not t[0]:
+                    del self.totals[(rnd, status)]
+
+    def update(self) -> bool:
+        """Re-read the samples changed since the last read; False when all must be re-read."""
+        ids, position = changes.since(self.samples._dataset, self.position)
+        if ids is None:
+            return False
+        if ids:
+            self._add({i: self.per_sample.pop(i) for i in ids if i in self.per_sample}, -1)
+            self._add(self._read(sorted(ids)))
+        self.position = position
+        return True
+
+    def rows(self, user) -> list[dict]:
+        """Rows as the uncached aggregation gives them."""
+        with self.lock:
+            return [
+                {"_id": {"round": r, "status": s}, "n": n, "px": px, "mine": by.get(user, 0)}
+                for (r, s), (n, px, by) in self.totals.items()
             ]
-        )
-    )
+
+
+_counts: dict[tuple, _Counts] = {}
+
+
+def _cached_counts(samples, queries_field: str, max_age: float) -> _Counts:
+    key = (_view_key(samples), queries_field)
+    with _cache_lock:
+        entry = _counts.get(key)
+    if entry is not None and time.monotonic() - entry.filled <= max_age:
+        with entry.lock:
+            ok = entry.update()
+        if ok:
+            return entry
+    entry = _Counts(samples, queries_field)
+    _store(_counts, key, entry)
+    return entry
+
+
+def _summarize_progress(rows, with_user: bool) -> dict:
     rounds = [r["_id"].get("round") for r in rows if r["_id"].get("round") is not None]
     latest = max(rounds) if rounds else None
 
@@ -227,7 +421,7 @@ def review_progress(samples, queries_field: str = "alc_queries", user: str | Non
             "confirmed": by.get("confirmed", 0),
             "corrected": by.get("corrected", 0),
             "pixels_changed": int(px),
-            "answered_by_user": int(mine) if user is not None else None,
+            "answered_by_user": int(mine) if with_user else None,
         }
 
     return {

@@ -29,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from . import changes
 from .errors import ALCError
 
 PLUGIN = "@alc/active-label-correction"
@@ -468,14 +469,17 @@ def merge_ranking(samples, run_id: str, queries_field: str | None = None) -> dic
         keep += answered
         drop = [c for c in drop if c[2] == "pending"]
     round_no = 1 + sum(1 for r in rounds if r.get("queries_field") == queries_field)
-    if drop:
-        dataset.delete_labels(ids=[c[1] for c in drop], fields=queries_field)
-    if keep:
-        ranks = {c[1]: rank for rank, c in enumerate(keep, start=1)}
-        dataset.set_label_values(f"{queries_field}.detections.rank", ranks)
-        dataset.set_label_values(
-            f"{queries_field}.detections.round", {lid: round_no for lid in ranks}
-        )
+    try:
+        if drop:
+            dataset.delete_labels(ids=[c[1] for c in drop], fields=queries_field)
+        if keep:
+            ranks = {c[1]: rank for rank, c in enumerate(keep, start=1)}
+            dataset.set_label_values(f"{queries_field}.detections.rank", ranks)
+            dataset.set_label_values(
+                f"{queries_field}.detections.round", {lid: round_no for lid in ranks}
+            )
+    finally:
+        changes.reset(dataset)  # the review caches of this process re-read the queries
     shard_records = [records[str(i)] for i in range(1, count + 1)]
     record = {
         k: first[k]

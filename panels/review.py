@@ -16,6 +16,10 @@ from fiftyone.operators import types
 
 PLUGIN = "@alc/active-label-correction"
 NUM_SUGGESTION_BUTTONS = 9
+# how long the panel's process may serve the queue and the progress counts from its caches
+# (review.next_query / review_progress ``max_age``): changes made through this process show
+# at once, those of other processes (a script, another App server) within this time
+CACHE_SECONDS = 60.0
 
 
 def _alc():
@@ -75,7 +79,9 @@ class ReviewPanel(foo.Panel):
             ):
                 info = alc.query_info(ctx.dataset, query_id, field)
             if info is None:
-                info = alc.next_query(ctx.view, user, field, skip_ids=skip_ids)
+                info = alc.next_query(
+                    ctx.view, user, field, skip_ids=skip_ids, max_age=CACHE_SECONDS
+                )
         except alc.ALCError as e:
             message, level = str(e), "error"
         image = None
@@ -95,7 +101,9 @@ class ReviewPanel(foo.Panel):
 
     def _progress(self, ctx):
         try:
-            p = _alc().review_progress(ctx.view, self._field(ctx), self._reviewer(ctx))
+            p = _alc().review_progress(
+                ctx.view, self._field(ctx), self._reviewer(ctx), max_age=CACHE_SECONDS
+            )
         except _alc().ALCError as e:  # progress must never break the panel
             p = {"error": str(e)}
         ctx.panel.state.set("progress", p)
