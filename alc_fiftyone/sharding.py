@@ -15,7 +15,9 @@ by one worker only (FiftyOne moves it from QUEUED to RUNNING atomically).
 The queued shards are fixed id ranges (resolved when queued), so samples added later do not
 move samples between shards. :class:`ShardRun` reports their states, waits for them and
 re-queues the failed ones, or the ones of a worker that died (a killed worker leaves its
-operation RUNNING for ever: :meth:`ShardRun.rerun` with ``stale_after`` marks it failed first).
+operation RUNNING for ever: :meth:`ShardRun.rerun` marks it failed first, by itself for
+workers started with ``fiftyone delegated launch --monitor``, which ping their operation, and
+with ``stale_after`` for the others).
 
 Ranking shards are merged into one global top-B (:func:`merge_ranking`, automatic when the
 last shard of a run finishes; see :func:`alc_fiftyone.ranking.rank_superpixels`).
@@ -33,6 +35,7 @@ from . import changes
 from .errors import ALCError
 
 PLUGIN = "@alc/active-label-correction"
+MISSED_PINGS = 5  # monitor intervals without a ping after which a monitored worker is dead
 RUNS_KEY = "shard_runs"  # dataset.info["alc"][RUNS_KEY][run_id][str(index)] = shard record
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -239,10 +242,13 @@ class ShardRun:
             time.sleep(poll)
 
     def rerun(self, stale_after: float | None = None) -> list[str]:
-        """Queue again the shards that failed and, with ``stale_after`` (seconds), those still
-        RUNNING without progress for that long (their worker died: FiftyOne never marks such
-        an operation itself; they are marked failed first, as ``fiftyone delegated fail <id>``
-        does). Returns the shards ("i/n") re-queued; ``op_ids`` then holds the new operations.
+        """Queue again the shards that failed, and those whose worker died: still RUNNING
+        without progress for ``stale_after`` seconds, or, when ``stale_after`` is None and
+        the worker runs with ``--monitor`` (``fiftyone delegated launch --monitor``: it pings
+        its operation every ``fo.config.delegated_operation_monitor_interval`` seconds), for
+        :data:`MISSED_PINGS` of those intervals. FiftyOne never marks such an operation
+        itself; they are marked failed first, as ``fiftyone delegated fail <id>`` does.
+        Returns the shards ("i/n") re-queued; ``op_ids`` then holds the new operations.
 
         Safe because every step is copy-on-write and idempotent per sample: a shard cut short
         left each sample on its old result or on a complete new one, and the rerun redoes the
@@ -259,14 +265,19 @@ class ShardRun:
             if op is None:
                 raise ALCError(f"shard {i + 1}/{self.num_shards}: operation {op_id} is gone")
             state = str(op.run_state)
-            if state == ExecutionRunState.RUNNING and stale_after is not None:
+            limit = stale_after
+            if limit is None and getattr(op, "monitored", False):
+                import fiftyone as fo
+
+                limit = MISSED_PINGS * fo.config.delegated_operation_monitor_interval
+            if state == ExecutionRunState.RUNNING and limit is not None:
                 updated = op.updated_at or op.started_at or now
-                if (now - updated).total_seconds() >= stale_after:
+                if (now - updated).total_seconds() >= limit:
                     marked = svc.set_failed(
                         op.id,
                         result=ExecutionResult(
                             error=f"marked failed by alc-fiftyone: no progress for "
-                            f"{stale_after} s (worker gone)"
+                            f"{limit:g} s (worker gone)"
                         ),
                         required_state=ExecutionRunState.RUNNING,
                     )

@@ -42,10 +42,12 @@ class Workers:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen] = []
 
-    def start(self) -> subprocess.Popen:
+    def start(self, monitor: bool = False) -> subprocess.Popen:
+        """A worker; ``monitor``: ``--monitor`` (it pings its operation every
+        ``FIFTYONE_DELEGATED_OPERATION_MONITOR_INTERVAL`` seconds)."""
         log = open(self.log_dir / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [_fiftyone_cli(), "delegated", "launch"],
+            [_fiftyone_cli(), "delegated", "launch", *(["--monitor"] if monitor else [])],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -70,6 +72,21 @@ class Workers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant (a monitored worker runs its operation in a
+    child process of its own process group)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    procs = [root, *root.children(recursive=True)]
+    for action in ("suspend", "kill"):  # suspended first: none finishes or forks meanwhile
+        for proc in procs:
+            try:
+                getattr(proc, action)()
+            except psutil.NoSuchProcess:
+                pass
 
 
 @pytest.fixture
@@ -162,14 +179,22 @@ def test_two_workers_share_the_shards_like_one_process(workers, unique_name):
         ds.delete()
 
 
-def test_killed_worker_leaves_no_half_mask_and_the_rerun_completes(workers, unique_name):
+def test_killed_worker_leaves_no_half_mask_and_the_rerun_completes(
+    workers, unique_name, monkeypatch
+):
+    import fiftyone as fo
+
     import alc_fiftyone as alc
+    from alc_fiftyone.sharding import MISSED_PINGS
     from alc_fiftyone.storage import read_png_array, read_segmentation
 
     ds = alc.make_demo_dataset(name=unique_name, num_samples=12, size=(320, 240), seed=6)
     params = {"n_segments": 300, "field": "sp"}
+    # a monitored worker pings its operation every second (FiftyOne's default: 60 s)
+    workers.env["FIFTYONE_DELEGATED_OPERATION_MONITOR_INTERVAL"] = "1"
+    monkeypatch.setattr(fo.config, "delegated_operation_monitor_interval", 1)
     try:
-        worker = workers.start()
+        worker = workers.start(monitor=True)
         run = alc.queue_shards(ds, "compute_superpixels", params, num_shards=2)
         deadline = time.monotonic() + 90
         killed = None
@@ -179,7 +204,7 @@ def test_killed_worker_leaves_no_half_mask_and_the_rerun_completes(workers, uniq
                     killed = state["shard"]
             assert time.monotonic() < deadline, workers.logs()
             time.sleep(0.02)
-        os.killpg(worker.pid, signal.SIGKILL)
+        kill_tree(worker.pid)  # the machine is gone: the worker and its operation's process
         worker.wait(10)
 
         states = {s["shard"]: s["state"] for s in run.states()}
@@ -196,9 +221,11 @@ def test_killed_worker_leaves_no_half_mask_and_the_rerun_completes(workers, uniq
             for path in files:  # no file under its final name is half written
                 assert read_png_array(path).shape == (240, 320)
 
-        assert run.rerun() == []  # running and not stale: left alone
+        assert run.rerun(stale_after=3600) == []  # running and not stale: left alone
+        # no ping for MISSED_PINGS intervals: rerun() finds the dead worker by itself
+        time.sleep(MISSED_PINGS * 1 + 0.5)
         workers.start()
-        assert run.rerun(stale_after=0) == [killed]
+        assert run.rerun() == [killed], workers.logs()
         run.wait(timeout=120, poll=0.2)
         ds.reload()
         assert ds.count("sp") == len(ds)
