@@ -25,6 +25,7 @@ from .faults import database_errors_of, failure_record, set_write_state
 from .labels import (
     alc_info,
     append_alc_info,
+    batched,
     check_class_values,
     class_table,
     read_current_labels,
@@ -41,6 +42,7 @@ from .storage import check_same_size, read_image, read_segmentation
 ANSWERED = ("confirmed", "corrected")
 STATUSES = ("pending", "claimed", "confirmed", "corrected", "skipped")
 DEFAULT_BUDGET_FRACTION = 0.02
+WRITE_BATCH = 1000  # samples whose queries are built and written at once
 
 
 @dataclass(order=True)
@@ -339,8 +341,11 @@ def rank_superpixels(
     rounds = list(info.get("rounds") or [])
     round_no = 1 + sum(1 for r in rounds if r.get("queries_field") == queries_field)
     now = datetime.now(timezone.utc)
-    new_by_sample: dict[str, list] = {}
+    by_sample: dict[str, list] = {}
     for rank, cand in enumerate(ranked, start=1):
+        by_sample.setdefault(cand.sample_id, []).append((rank, cand))
+
+    def detection(rank, cand):
         p = cand.payload
         sid = cand.sample_id
         x0, y0, w, h = p["bbox_px"]
@@ -376,28 +381,32 @@ def rank_superpixels(
         )
         if shard is not None:
             det.set_field("shard_run", run_id)
-        new_by_sample.setdefault(sid, []).append(det)
+        return det
 
-    values = {}
     had = set()
     if samples.has_field(queries_field):
         from fiftyone import ViewField as F
 
         # ids only: the old queries themselves are not loaded
         had = set(samples.match(F(f"{queries_field}.detections").length() > 0).values("id"))
-    for sid in set(new_by_sample) | had | set(answered):
-        dets = list(answered.get(sid, [])) + new_by_sample.get(sid, [])
-        values[sid] = fo.Detections(detections=dets) if dets else None
+    targets = sorted(set(by_sample) | had | set(answered))
     set_write_state(
         f"the new queries of {queries_field!r} may be partly written and info['alc'] does not "
         "record the round yet: rerun rank_superpixels to replace them (answered queries are "
         "kept either way)"
     )
     try:
-        set_values_by_id(samples, queries_field, values)
+        # in batches: the Detections of one batch only are ever built (memory stays flat)
+        for batch in batched(targets, WRITE_BATCH):
+            values = {}
+            for sid in batch:
+                dets = list(answered.get(sid, []))
+                dets += [detection(rank, cand) for rank, cand in by_sample.get(sid, [])]
+                values[sid] = fo.Detections(detections=dets) if dets else None
+            set_values_by_id(samples, queries_field, values)
     finally:
         changes.reset(dataset)  # the review caches of this process re-read the queries
-    if values:
+    if targets:
         dataset.create_index(f"{queries_field}.detections._id")
     if label_field in (dataset.mask_targets or {}) and revised_field not in dataset.mask_targets:
         dataset.mask_targets = {

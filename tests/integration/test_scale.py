@@ -64,3 +64,43 @@ def test_review_queries_are_indexed_by_status(demo):
     assert "IXSCAN" in str(plan)
     progress = alc.review_progress(demo, user="ann")
     assert progress["total"]["queries"] == 10 and progress["total"]["claimed"] == 1
+
+
+def _queries(ds):
+    out = []
+    for sid, dets in zip(ds.values("id"), ds.values("alc_queries.detections")):
+        for d in dets or []:
+            out.append((d.rank, d.round, sid, d.superpixel_id, round(d.score, 9), d.status))
+    return sorted(out)
+
+
+def test_queries_written_in_batches_equal_one_write(demo, monkeypatch):
+    from alc_fiftyone import ranking
+
+    alc.rank_superpixels(demo, "pseudo", budget=12)
+    want = _queries(demo)
+    q = alc.next_query(demo, "ann")
+    alc.answer(demo, q["id"], None, user="ann")
+    alc.rank_superpixels(demo, "pseudo", budget=12)
+    want2 = _queries(demo)
+
+    copy = demo.clone()
+    try:
+        copy.delete_sample_field("alc_queries")
+        writes = []
+        real = ranking.set_values_by_id
+        monkeypatch.setattr(ranking, "WRITE_BATCH", 3)
+        monkeypatch.setattr(
+            ranking, "set_values_by_id", lambda *a: (writes.append(len(a[2])), real(*a))
+        )
+        copy.info["alc"]["rounds"] = []
+        copy.save()
+        alc.rank_superpixels(copy, "pseudo", budget=12)
+        assert len(writes) > 1 and max(writes) <= 3
+        assert _queries(copy) == want
+        q2 = next(d for d in copy.values("alc_queries.detections", unwind=True) if d.rank == 1)
+        alc.answer(copy, q2.id, None, user="ann")
+        alc.rank_superpixels(copy, "pseudo", budget=12)  # round 2: old queries replaced
+        assert _queries(copy) == want2
+    finally:
+        copy.delete()
