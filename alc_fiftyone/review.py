@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import changes
@@ -174,10 +174,11 @@ def _view_key(samples) -> str:
 
 @dataclass
 class _CandidateList:
-    filled: float  # time.monotonic() when filled
-    epoch: int  # changes.position()[0] when filled
-    items: deque
+    filled: float = float("-inf")  # time.monotonic() when filled
+    epoch: int = -1  # changes.position()[0] when filled
+    items: deque = field(default_factory=deque)
     held: tuple[str, str] | None = None  # the query last served from it
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _candidate_lists: dict[tuple, _CandidateList] = {}
@@ -196,37 +197,45 @@ def _store(cache: dict, key, entry) -> None:
 def _next_cached(samples, user, queries_field, seconds, tried, max_age):
     dataset = samples._dataset
     key = (_view_key(samples), user, queries_field)
-    with _cache_lock:
+    with _cache_lock:  # get or create, atomically: two events at once share one list
         entry = _candidate_lists.get(key)
-    epoch = changes.position(dataset)[0]
-    fresh = (
-        entry is not None and time.monotonic() - entry.filled <= max_age and entry.epoch == epoch
-    )
+        if entry is None:
+            entry = _candidate_lists[key] = _CandidateList()
+            while len(_candidate_lists) > MAX_CACHED:
+                _candidate_lists.pop(next(iter(_candidate_lists)))
 
     def remember(pair):
         entry.held = pair
 
-    if fresh:
-        # the query this reviewer was last given, if they still hold it (a reopened panel)
+    # one call at a time per view and reviewer (the App may send two events at once): the
+    # second then gets the query the first claimed, as the uncached path would serve it
+    with entry.lock:
+        # the query this reviewer was last given, while they hold it (a reopened panel, a
+        # released query shown again), as the uncached path serves a reviewer's claims first
         held = entry.held
         if held is not None and held[1] not in tried:
-            entry.held = None
             got = _claim_first(dataset, [held], user, seconds, queries_field, tried, remember)
             if got is not None:
                 return got
-        got = _claim_first(dataset, entry.items, user, seconds, queries_field, tried, remember)
-        if got is not None:
-            return got
-    for _ in range(8):
-        epoch = changes.position(dataset)[0]
-        cands = candidate_queries(samples, user, queries_field, CACHED_CANDIDATES, tried)
-        entry = _CandidateList(time.monotonic(), epoch, deque(cands))
-        _store(_candidate_lists, key, entry)
-        if not cands:
-            return None
-        got = _claim_first(dataset, entry.items, user, seconds, queries_field, tried, remember)
-        if got is not None:
-            return got
+            entry.held = None  # answered, skipped or taken
+        fresh = (
+            time.monotonic() - entry.filled <= max_age
+            and entry.epoch == changes.position(dataset)[0]
+        )
+        if fresh:
+            got = _claim_first(dataset, entry.items, user, seconds, queries_field, tried, remember)
+            if got is not None:
+                return got
+        for _ in range(8):
+            entry.epoch = changes.position(dataset)[0]
+            entry.filled = time.monotonic()
+            cands = candidate_queries(samples, user, queries_field, CACHED_CANDIDATES, tried)
+            entry.items = deque(cands)
+            if not cands:
+                return None
+            got = _claim_first(dataset, entry.items, user, seconds, queries_field, tried, remember)
+            if got is not None:
+                return got
     return None
 
 

@@ -6,6 +6,7 @@ than ``max_age``, and a cached queue never serves a query twice or one another r
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -128,6 +129,38 @@ def test_cached_queue_passes_over_what_others_took(ranked):
     alc.skip(ranked, b["id"], user="ann")
     c = alc.next_query(ranked, "ann", max_age=60, skip_ids=[b["id"]])
     assert c["id"] not in (*taken, a["id"], b["id"])
+
+
+def test_events_at_once_get_the_same_query(ranked):
+    """The App may run two panel events of one reviewer at once (two view changes, each
+    giving the query back and asking again): both get the same query, as the uncached path
+    serves a reviewer's own claim first, and the reviewer never holds two."""
+    current = alc.next_query(ranked, "ann", max_age=60)["id"]
+    for step in ("release", "answer", "release", "answer"):
+        if step == "release":
+            alc.release(ranked, current, "ann")
+        else:
+            alc.answer(ranked, current, None, user="ann")
+        got, barrier = [], threading.Barrier(4)
+
+        def event(got=got, barrier=barrier):
+            barrier.wait()
+            got.append(alc.next_query(ranked, "ann", max_age=60)["id"])
+
+        threads = [threading.Thread(target=event) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(got) == 4 and len(set(got)) == 1, (step, got)
+        claimed = [
+            d.id
+            for ds in ranked.values(f"{FIELD}.detections")
+            for d in ds or []
+            if d.status == "claimed"
+        ]
+        assert claimed == [got[0]], step
+        current = got[0]
 
 
 def test_cached_queue_after_a_new_ranking_serves_the_new_queries(ranked):
