@@ -28,6 +28,14 @@ def _alc():
     return alc
 
 
+def _view_key(ctx) -> str:
+    """A short fingerprint of the view the panel works on (its MongoDB pipeline)."""
+    import json
+
+    pipeline = json.dumps(ctx.view._pipeline(), sort_keys=True, default=str)
+    return f"{zlib.crc32(pipeline.encode()):08x}-{len(pipeline)}"
+
+
 def queries_field_of(dataset) -> str:
     """The queries field of the latest ranking round (``alc_queries`` by default)."""
     rounds = ((dataset.info or {}).get("alc") or {}).get("rounds") or []
@@ -150,10 +158,17 @@ class ReviewPanel(foo.Panel):
     # --- events ----------------------------------------------------------------------------
 
     def on_load(self, ctx):
+        ctx.panel.state.set("view_key", _view_key(ctx))
         self._serve(ctx)
 
     def on_change_view(self, ctx):
+        key = _view_key(ctx)
         q = self._current(ctx)
+        if q and key == ctx.panel.state.get("view_key"):
+            # the App sends the same view again (e.g. after a new field appears with the
+            # first answer): keep the query and the message on screen
+            return
+        ctx.panel.state.set("view_key", key)
         if q:  # the query on screen may not be in the new view: give it back, pick again
             self._release(ctx, q)
         self._serve(ctx)

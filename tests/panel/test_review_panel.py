@@ -278,6 +278,29 @@ def test_panel_works_on_the_view_open(ranked, panel):
     assert b.query is not None and b.query["id"] not in seen, (n, len(with_queries), b.state)
 
 
+def test_view_change_events(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    a.call("confirm")
+    shown, message = a.query, a.state["message"]
+    assert message.startswith("saved:")
+    # the App sends the same view again (it does, e.g. after the first answer adds a field):
+    # the query and the message on screen stay, no claim moves
+    a.call("on_change_view")
+    assert a.query["id"] == shown["id"] and a.state["message"] == message
+    assert _det(ranked, shown["id"]).claimed_by == "ann"
+    # a real change to a view without that query: given back, one of the new view served
+    others = [
+        i
+        for i, d in zip(ranked.values("id"), ranked.values(f"{FIELD}.detections"))
+        if d and i != shown["sample_id"] and any(x.status == "pending" for x in d)
+    ]
+    a.view = ranked.select(others)
+    a.call("on_change_view")
+    assert a.query["sample_id"] in others and a.state["message"] is None
+    assert _det(ranked, shown["id"]).status == "pending"
+
+
 def test_buttons_trigger_the_app(ranked, panel):
     a = Session(panel, ranked, "panel-a", reviewer="ann")
     a.call("on_load")
