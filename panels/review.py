@@ -29,11 +29,12 @@ def _alc():
 
 
 def _view_key(ctx) -> str:
-    """A short fingerprint of the view the panel works on (its MongoDB pipeline)."""
-    import json
+    """A short fingerprint of the view the panel works on (its dataset and pipeline, as the
+    review caches tell views apart)."""
+    from alc_fiftyone.review import _view_key as identity
 
-    pipeline = json.dumps(ctx.view._pipeline(), sort_keys=True, default=str)
-    return f"{zlib.crc32(pipeline.encode()):08x}-{len(pipeline)}"
+    key = identity(ctx.view)
+    return f"{zlib.crc32(key.encode()):08x}-{len(key)}"
 
 
 def queries_field_of(dataset) -> str:
