@@ -183,14 +183,16 @@ class _CandidateList:
 
 _candidate_lists: dict[tuple, _CandidateList] = {}
 _cache_lock = threading.Lock()
-MAX_CACHED = 256  # cache entries kept per kind (views x reviewers); the oldest go first
+MAX_CACHED = 256  # candidate lists kept (views x reviewers, a few KB each); oldest go first
+# per-sample counts kept (views; ~250 B per sample holding queries, ~4 MB at 50k images)
+MAX_COUNTS = 8
 
 
-def _store(cache: dict, key, entry) -> None:
+def _store(cache: dict, key, entry, limit: int) -> None:
     with _cache_lock:
         cache.pop(key, None)
         cache[key] = entry
-        while len(cache) > MAX_CACHED:
+        while len(cache) > limit:
             cache.pop(next(iter(cache)))
 
 
@@ -403,7 +405,7 @@ def _cached_counts(samples, queries_field: str, max_age: float) -> _Counts:
         if ok:
             return entry
     entry = _Counts(samples, queries_field)
-    _store(_counts, key, entry)
+    _store(_counts, key, entry, MAX_COUNTS)
     return entry
 
 

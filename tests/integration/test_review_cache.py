@@ -188,3 +188,21 @@ def test_change_log_is_bounded_and_says_when_it_lost_track(ranked, monkeypatch):
     assert ids == set()
     changes.reset(ranked)
     assert changes.since(ranked, now)[0] is None
+
+
+def test_caches_keep_a_bounded_number_of_views(ranked, monkeypatch):
+    from alc_fiftyone import review
+
+    monkeypatch.setattr(review, "MAX_COUNTS", 2)
+    monkeypatch.setattr(review, "MAX_CACHED", 3)
+    monkeypatch.setattr(review, "_counts", {})
+    monkeypatch.setattr(review, "_candidate_lists", {})
+    views = [ranked.skip(i).limit(5) for i in range(5)]
+    for view in views:
+        cached, exact = _both(view, "ann")
+        assert cached == exact
+        alc.next_query(view, "ann", max_age=60)
+    assert len(review._counts) == 2 and len(review._candidate_lists) == 3
+    # the newest are kept
+    assert review._view_key(views[-1]) in {k[0] for k in review._candidate_lists}
+    assert (review._view_key(views[-1]), FIELD) in review._counts
