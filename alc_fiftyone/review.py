@@ -148,14 +148,12 @@ def next_query(
 
 
 def _claim_first(dataset, cands, user, seconds, queries_field, tried, on_claim=None):
-    """Claim the first free query of ``cands`` ((sample id, query id) pairs, a list or a
-    deque consumed from the left) and return its description; None when all were taken."""
+    """Claim the first free query of ``cands`` ((sample id, query id) pairs, a list, or a
+    deque consumed from the left under its list's lock) and return its description; None
+    when all were taken."""
     cands = cands if isinstance(cands, deque) else deque(cands)
     while cands:
-        try:
-            sample_id, query_id = cands.popleft()
-        except IndexError:  # another thread took the last one
-            break
+        sample_id, query_id = cands.popleft()
         if query_id in tried:
             continue
         if claim(dataset, query_id, user, seconds, queries_field, sample_id=sample_id):
