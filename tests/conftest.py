@@ -140,6 +140,29 @@ def make_dataset(unique_name):
 
 
 @pytest.fixture
+def ranked_demo(unique_name, tmp_alc_dir):
+    """Factory of generated datasets (``alc.make_demo_dataset``) with SLIC superpixels and
+    ``budget`` ranked queries on their ``pseudo`` labels; deleted after the test."""
+    import alc_fiftyone as alc
+
+    made = []
+
+    def factory(num_samples, size, seed, n_segments, budget):
+        ds = alc.make_demo_dataset(
+            name=f"{unique_name}-r{len(made)}", num_samples=num_samples, size=size, seed=seed
+        )
+        made.append(ds)
+        alc.compute_superpixels(ds, method="slic", n_segments=n_segments)
+        alc.rank_superpixels(ds, "pseudo", budget=budget)
+        return ds
+
+    yield factory
+    for ds in made:
+        if not ds.deleted:
+            ds.delete()
+
+
+@pytest.fixture
 def plugin(tmp_path):
     """This process's FiftyOne sees the plugin through a fresh plugins folder holding a link
     to the repository (never a shared temporary folder: it would find stray plugins)."""

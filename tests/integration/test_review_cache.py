@@ -20,13 +20,8 @@ FIELD = "alc_queries"
 
 
 @pytest.fixture
-def ranked(unique_name, tmp_alc_dir):
-    ds = alc.make_demo_dataset(name=unique_name, num_samples=10, size=(80, 60), seed=11)
-    alc.compute_superpixels(ds, method="slic", n_segments=30)
-    alc.rank_superpixels(ds, "pseudo", budget=16)
-    yield ds
-    if not ds.deleted:
-        ds.delete()
+def ranked(ranked_demo):
+    return ranked_demo(num_samples=10, size=(80, 60), seed=11, n_segments=30, budget=16)
 
 
 def _both(samples, user, max_age=60.0):

@@ -23,13 +23,8 @@ if str(REPO) not in sys.path:  # the plugin's panels/ package, as FiftyOne loads
 
 
 @pytest.fixture
-def ranked(unique_name, tmp_alc_dir):
-    ds = alc.make_demo_dataset(name=unique_name, num_samples=4, size=(48, 40), seed=6)
-    alc.compute_superpixels(ds, method="slic", n_segments=20)
-    alc.rank_superpixels(ds, "pseudo", budget=4)
-    yield ds
-    if not ds.deleted:
-        ds.delete()
+def ranked(ranked_demo):
+    return ranked_demo(num_samples=4, size=(48, 40), seed=6, n_segments=20, budget=4)
 
 
 # --- export folders ----------------------------------------------------------------------------

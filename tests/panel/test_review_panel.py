@@ -30,13 +30,8 @@ if str(REPO) not in sys.path:  # the plugin's panels/ package, as FiftyOne loads
 
 
 @pytest.fixture
-def ranked(unique_name, tmp_alc_dir):
-    ds = alc.make_demo_dataset(name=unique_name, num_samples=8, size=(96, 72), seed=5)
-    alc.compute_superpixels(ds, method="slic", n_segments=40)
-    alc.rank_superpixels(ds, "pseudo", budget=12)
-    yield ds
-    if not ds.deleted:
-        ds.delete()
+def ranked(ranked_demo):
+    return ranked_demo(num_samples=8, size=(96, 72), seed=5, n_segments=40, budget=12)
 
 
 @pytest.fixture
