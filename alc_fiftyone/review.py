@@ -187,11 +187,12 @@ MAX_COUNTS = 8
 
 
 def _store(cache: dict, key, entry, limit: int) -> None:
-    with _cache_lock:
-        cache.pop(key, None)
-        cache[key] = entry
-        while len(cache) > limit:
-            cache.pop(next(iter(cache)))
+    """Put ``entry`` in ``cache`` as its newest; the oldest go beyond ``limit``. Called with
+    ``_cache_lock`` held."""
+    cache.pop(key, None)
+    cache[key] = entry
+    while len(cache) > limit:
+        cache.pop(next(iter(cache)))
 
 
 def _next_cached(samples, user, queries_field, seconds, tried, max_age):
@@ -200,9 +201,8 @@ def _next_cached(samples, user, queries_field, seconds, tried, max_age):
     with _cache_lock:  # get or create, atomically: two events at once share one list
         entry = _candidate_lists.get(key)
         if entry is None:
-            entry = _candidate_lists[key] = _CandidateList()
-            while len(_candidate_lists) > MAX_CACHED:
-                _candidate_lists.pop(next(iter(_candidate_lists)))
+            entry = _CandidateList()
+            _store(_candidate_lists, key, entry, MAX_CACHED)
 
     def remember(pair):
         entry.held = pair
@@ -403,7 +403,8 @@ def _cached_counts(samples, queries_field: str, max_age: float) -> _Counts:
         if ok:
             return entry
     entry = _Counts(samples, queries_field)
-    _store(_counts, key, entry, MAX_COUNTS)
+    with _cache_lock:
+        _store(_counts, key, entry, MAX_COUNTS)
     return entry
 
 
