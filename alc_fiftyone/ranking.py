@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import fiftyone as fo
 import numpy as np
+from bson import ObjectId
 from scipy import ndimage
 
 from . import changes
@@ -31,7 +33,6 @@ from .labels import (
     read_current_labels,
     require_field,
     require_nonempty,
-    set_values_by_id,
     update_alc_info,
 )
 from .noise import sample_seed
@@ -52,33 +53,110 @@ class _Candidate:
     payload: dict = field(compare=False)
 
 
-def resolve_budget(budget, total_superpixels: int) -> int:
-    """``None``: 2% of the superpixels; a float in (0, 1]: that share; an int: that count."""
+def resolve_budget(budget, total_superpixels: int) -> tuple[int, str | None]:
+    """(number of queries, note) for ``budget``: ``None`` is 2% of the superpixels, a float
+    in (0, 1] that share, an int that count. A count above ``total_superpixels`` is clipped to
+    it (the note says so); anything else (0, negative, NaN, a bool, a string, a float above 1)
+    is a ValueError, raised before any work is done."""
     if budget is None:
         budget = DEFAULT_BUDGET_FRACTION
-    if isinstance(budget, float) and 0 < budget <= 1:
-        return max(1, round(budget * total_superpixels))
-    if isinstance(budget, (int, np.integer)) and budget > 0:
-        return int(budget)
-    raise ValueError(f"budget must be a positive count or a fraction in (0, 1], got {budget!r}")
+    note = None
+    if isinstance(budget, (bool, np.bool_)) or not isinstance(
+        budget, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(  # noqa: TRY004 (a bad option value, as the other budget errors)
+            f"budget must be a positive count or a fraction in (0, 1], got {budget!r}"
+        )
+    if isinstance(budget, (float, np.floating)):
+        if not (np.isfinite(budget) and 0 < budget <= 1):
+            raise ValueError(
+                f"budget must be a positive count or a fraction in (0, 1], got {budget!r} "
+                "(a float is a share of the superpixels)"
+            )
+        return max(1, round(float(budget) * total_superpixels)), note
+    if budget <= 0:
+        raise ValueError(f"budget must be a positive count or a fraction in (0, 1], got {budget}")
+    n = int(budget)
+    if n > total_superpixels:
+        note = (
+            f"budget {n} clipped to the {total_superpixels} superpixels of the collection "
+            "(every superpixel is asked about at most once per round)"
+        )
+        n = total_superpixels
+    return max(n, 1) if total_superpixels else 0, note
 
 
-def answered_queries(samples, queries_field: str) -> dict[str, list]:
-    """The answered query Detections of each sample of ``samples``, by sample id."""
+#: query statuses a new ranking keeps (with live claims): the reviewers' work and records
+KEPT = ("confirmed", "corrected", "skipped")
+
+
+def kept_queries(samples, queries_field: str) -> dict[str, list]:
+    """The queries of each sample of ``samples`` that a new ranking keeps, by sample id:
+    answered, skipped and claimed ones (an expired claim counts as pending)."""
     from fiftyone import ViewField as F
 
     if not samples.has_field(queries_field):
         return {}
     out: dict[str, list] = {}
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    live = (F("status") == "claimed") & (F("claimed_until") > now)
     # filtered in the database: the pending queries (and their masks) of a large collection
     # are neither sent nor decoded
-    view = samples.filter_labels(queries_field, F("status").is_in(list(ANSWERED)))
+    view = samples.filter_labels(queries_field, F("status").is_in(list(KEPT)) | live)
     ids = view.values("id")
     dets = view.values(f"{queries_field}.detections")
     for sid, ds in zip(ids, dets):
-        kept = [d for d in (ds or []) if d.get_field("status") in ANSWERED]
+        kept = [d for d in (ds or []) if d.get_field("status") in (*KEPT, "claimed")]
         if kept:
             out[sid] = kept
+    return out
+
+
+def answered_queries(samples, queries_field: str) -> dict[str, list]:
+    """The answered query Detections of each sample of ``samples``, by sample id."""
+    out = {}
+    for sid, dets in kept_queries(samples, queries_field).items():
+        answered = [d for d in dets if d.get_field("status") in ANSWERED]
+        if answered:
+            out[sid] = answered
+    return out
+
+
+def excluded_superpixels(
+    dets: list, sp: np.ndarray, sp_path: str | None, exclude_answered: bool = True
+) -> set[int]:
+    """Ids of the superpixels of ``sp`` (mask file ``sp_path``) that a new ranking must not
+    ask about, given the kept queries ``dets`` of the sample: the regions of skipped and
+    claimed queries (they are still asked), and with ``exclude_answered`` those of answered
+    ones.
+
+    A query made on this very superpixel map excludes its own id. A query made on another
+    map (the superpixels were recomputed since) is followed by its pixels: every superpixel
+    more than half covered by such queries' regions is excluded, never a bare id that now
+    names another region.
+    """
+    out: set[int] = set()
+    moved = None
+    for d in dets:
+        status = d.get_field("status")
+        if status in ANSWERED and not exclude_answered:
+            continue
+        if sp_path is not None and d.get_field("superpixel_path") == sp_path:
+            out.add(int(d.get_field("superpixel_id")))
+            continue
+        x0, y0, w, h = d.get_field("bbox_px")
+        mask = np.asarray(d.mask, dtype=bool)
+        if mask.shape != (h, w) or y0 + h > sp.shape[0] or x0 + w > sp.shape[1]:
+            continue  # made on an image of another size: it covers nothing here
+        if moved is None:
+            moved = np.zeros(sp.shape, dtype=bool)
+        moved[y0 : y0 + h, x0 : x0 + w] |= mask
+    if moved is not None and moved.any():
+        flat = sp.ravel().astype(np.int64)
+        sizes = np.bincount(flat)
+        covered = np.bincount(flat, weights=moved.ravel(), minlength=sizes.size)
+        ids = np.flatnonzero((2 * covered > sizes) & (sizes > 0))
+        out.update(int(i) for i in ids if i > 0)
     return out
 
 
@@ -97,16 +175,17 @@ def _count_superpixels(samples, superpixel_field: str) -> int:
     return total
 
 
-def _abc_weights(samples, read_labels, superpixel_field, answered, num_classes, ignore):
+def _abc_weights(samples, read_labels, superpixel_field, kept, exclude, num_classes, ignore):
     """ABC class weights from the current labels of the not-yet-answered superpixels."""
     counts = np.zeros(num_classes, dtype=np.int64)
     for sample in samples.iter_samples():
         labels = read_labels(sample)
         sp = read_segmentation(sample, superpixel_field)
         keep = sp > 0
-        done = [int(d.get_field("superpixel_id")) for d in answered.get(sample.id, [])]
+        path = sample[superpixel_field].mask_path
+        done = excluded_superpixels(kept.get(sample.id, []), sp, path, exclude)
         if done:
-            keep &= ~np.isin(sp, done)
+            keep &= ~np.isin(sp, list(done))
         vals = labels[keep]
         if ignore is not None:
             vals = vals[vals != ignore]
@@ -218,6 +297,7 @@ def rank_superpixels(
     t_start = time.perf_counter()
     if method not in acq.METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {acq.METHODS}")
+    resolve_budget(budget, 1)  # a bad budget is refused before anything runs
     require_nonempty(samples)
     full = samples
     if shard is not None:
@@ -235,10 +315,9 @@ def rank_superpixels(
                 "collection; rank it in one process"
             )
         samples = shard_view(samples, shard)
-    require_field(samples, label_field, "label")
-    require_field(
-        samples, superpixel_field, "superpixel", hint="run alc.compute_superpixels first"
-    )
+    require_segmentation_field(samples, label_field, "label")
+    failed: list[dict] = []
+    samples = _with_superpixels(samples, superpixel_field, skip_failures, failed)
     dataset = samples._dataset
     names, ignore, num_classes = class_table(dataset, label_field)
     if samples.has_field(queries_field) and not _is_detections(samples, queries_field):
@@ -257,15 +336,16 @@ def rank_superpixels(
         check_class_values(sample, labels, num_classes, ignore, label_field)
         return labels
 
-    answered = answered_queries(samples, queries_field)
+    kept = kept_queries(samples, queries_field)
     total_sp = _count_superpixels(work, superpixel_field)
     if shard is None:
-        n_budget = resolve_budget(budget, total_sp)
+        n_budget, budget_note = resolve_budget(budget, total_sp)
     else:
-        total_all = _count_superpixels(full.select_fields(superpixel_field), superpixel_field)
-        n_budget = resolve_budget(budget, total_all)
+        total_all = _count_superpixels(
+            full.exists(superpixel_field).select_fields(superpixel_field), superpixel_field
+        )
+        n_budget, budget_note = resolve_budget(budget, total_all)
 
-    failed: list[dict] = []
     fit = FitContext(work, read_labels, superpixel_field, num_classes, ignore, progress)
     work = _fit_skipping_failures(prob_model, fit, skip_failures, failed)
     t_fit = time.perf_counter() - t_start
@@ -276,7 +356,8 @@ def rank_superpixels(
             work,
             read_labels,
             superpixel_field,
-            answered if exclude_answered else {},
+            kept,
+            exclude_answered,
             num_classes,
             ignore,
         )
@@ -314,8 +395,10 @@ def rank_superpixels(
         if len(res) == 0:
             continue
         keep = np.ones(len(res), dtype=bool)
-        done = {int(d.get_field("superpixel_id")) for d in answered.get(sample.id, [])}
-        if exclude_answered and done:
+        done = excluded_superpixels(
+            kept.get(sample.id, []), sp, sp_paths[sample.id], exclude_answered
+        )
+        if done:
             keep = ~np.isin(res.ids, list(done))
             num_excluded += int((~keep).sum())
         if method == "classbal":
@@ -389,25 +472,33 @@ def rank_superpixels(
 
         # ids only: the old queries themselves are not loaded
         had = set(samples.match(F(f"{queries_field}.detections").length() > 0).values("id"))
-    targets = sorted(set(by_sample) | had | set(answered))
+    targets = sorted(set(by_sample) | had)
     set_write_state(
         f"the new queries of {queries_field!r} may be partly written and info['alc'] does not "
-        "record the round yet: rerun rank_superpixels to replace them (answered queries are "
-        "kept either way)"
+        "record the round yet: rerun rank_superpixels to replace them (answered, skipped and "
+        "claimed queries are kept either way)"
     )
+    ranking_id = uuid.uuid4().hex[:12]
+    if not samples.has_field(queries_field):
+        dataset.add_sample_field(
+            queries_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections
+        )
     try:
         # in batches: the Detections of one batch only are ever built (memory stays flat)
         for batch in batched(targets, WRITE_BATCH):
-            values = {}
+            new = {}
             for sid in batch:
-                dets = list(answered.get(sid, []))
-                dets += [detection(rank, cand) for rank, cand in by_sample.get(sid, [])]
-                values[sid] = fo.Detections(detections=dets) if dets else None
-            set_values_by_id(samples, queries_field, values)
+                dets = [detection(rank, cand) for rank, cand in by_sample.get(sid, [])]
+                for det in dets:
+                    det.set_field("ranking_id", ranking_id)
+                new[sid] = dets
+            merge_queries(dataset, queries_field, new, sp_paths)
     finally:
         changes.reset(dataset)  # the review caches of this process re-read the queries
+    num_written = len(ranked)
     if targets:
         dataset.create_index(f"{queries_field}.detections._id")
+        num_written = _count_ranking(dataset, queries_field, list(by_sample), ranking_id)
     if label_field in (dataset.mask_targets or {}) and revised_field not in dataset.mask_targets:
         dataset.mask_targets = {
             **dataset.mask_targets,
@@ -417,6 +508,7 @@ def rank_superpixels(
     model_desc = prob_model.describe()
     record = {
         "round": round_no,
+        "ranking_id": ranking_id,
         "queries_field": queries_field,
         "label_field": label_field,
         "superpixel_field": superpixel_field,
@@ -425,7 +517,7 @@ def rank_superpixels(
         "model": model_desc,
         "tau": tau,
         "budget": n_budget,
-        "num_queries": len(ranked),
+        "num_queries": num_written,
         "num_samples": len(work),
         "num_superpixels": total_sp,
         "excluded_answered": num_excluded,
@@ -462,7 +554,155 @@ def rank_superpixels(
         }
         for c in ranked[:5]
     ]
+    if budget_note:
+        record["note"] = budget_note
+        record["budget_requested"] = budget  # not in info["alc"]: it may not fit BSON
+    if num_written < len(ranked):
+        record["dropped_answered_meanwhile"] = len(ranked) - num_written
     return record
+
+
+def merge_queries(dataset, queries_field: str, new: dict[str, list], sp_paths: dict) -> None:
+    """Write the new (pending) queries of each sample of ``new`` (sample id -> Detections),
+    merged in the database with what the sample holds at that moment: one atomic update per
+    sample (an aggregation-pipeline update) that keeps every answered, skipped and live
+    claimed query, drops the other pending ones, and adds the new queries except those on a
+    superpixel (of the same map) that a kept query covers. An answer, skip or claim made by
+    a reviewer while the ranking ran is therefore never lost, whenever it came."""
+    from pymongo import UpdateOne
+
+    arr = f"${queries_field}.detections"
+    keep = {
+        "$or": [
+            {"$in": ["$$d.status", list(KEPT)]},
+            {
+                "$and": [
+                    {"$eq": ["$$d.status", "claimed"]},
+                    {"$gt": ["$$d.claimed_until", "$$NOW"]},
+                ]
+            },
+        ]
+    }
+    ops = []
+    for sid, dets in new.items():
+        docs = [d.to_mongo() for d in dets]
+        path = sp_paths.get(sid)
+        taken = {
+            "$map": {
+                "input": {
+                    "$filter": {
+                        "input": "$__alc_kept",
+                        "as": "d",
+                        "cond": {"$eq": ["$$d.superpixel_path", {"$literal": path}]},
+                    }
+                },
+                "as": "d",
+                "in": "$$d.superpixel_id",
+            }
+        }
+        fresh = {
+            "$filter": {
+                "input": {"$literal": docs},
+                "as": "n",
+                "cond": {"$not": [{"$in": ["$$n.superpixel_id", "$__alc_taken"]}]},
+            }
+        }
+        pipeline = [
+            {
+                "$set": {
+                    "__alc_kept": {
+                        "$filter": {"input": {"$ifNull": [arr, []]}, "as": "d", "cond": keep}
+                    }
+                }
+            },
+            {"$set": {"__alc_taken": taken}},
+            {"$set": {"__alc_all": {"$concatArrays": ["$__alc_kept", fresh]}}},
+            {
+                "$set": {
+                    queries_field: {
+                        "$cond": [
+                            {"$gt": [{"$size": "$__alc_all"}, 0]},
+                            {
+                                "$mergeObjects": [
+                                    {"_cls": "Detections"},
+                                    {"$ifNull": [f"${queries_field}", {}]},
+                                    {"detections": "$__alc_all"},
+                                ]
+                            },
+                            None,
+                        ]
+                    },
+                    "last_modified_at": "$$NOW",
+                }
+            },
+            {"$unset": ["__alc_kept", "__alc_taken", "__alc_all"]},
+        ]
+        ops.append(UpdateOne({"_id": ObjectId(sid)}, pipeline))
+    if ops:
+        dataset._sample_collection.bulk_write(ops, ordered=False)
+        fo.Sample._reload_docs(dataset._sample_collection_name, sample_ids=list(new))
+
+
+def _count_ranking(dataset, queries_field: str, sample_ids: list, ranking_id: str) -> int:
+    """How many queries of ranking ``ranking_id`` the samples hold (after the merge)."""
+    if not sample_ids:
+        return 0
+    q = f"{queries_field}.detections"
+    pipeline = [
+        {"$match": {"_id": {"$in": [ObjectId(i) for i in sample_ids]}}},
+        {
+            "$project": {
+                "q": {
+                    "$filter": {
+                        "input": f"${q}",
+                        "as": "d",
+                        "cond": {"$eq": ["$$d.ranking_id", ranking_id]},
+                    }
+                }
+            }
+        },
+        {"$group": {"_id": None, "n": {"$sum": {"$size": "$q"}}}},
+    ]
+    rows = list(dataset._sample_collection.aggregate(pipeline))
+    return int(rows[0]["n"]) if rows else 0
+
+
+def require_segmentation_field(samples, field_name: str, what: str, hint: str = "") -> None:
+    """ALCError unless ``field_name`` is an ``fo.Segmentation`` field of the collection;
+    SampleError naming the first sample where it is empty."""
+    f = samples.get_field(field_name) if samples.has_field(field_name) else None
+    if f is not None and getattr(f, "document_type", None) is not fo.Segmentation:
+        kind = type(f).__name__
+        raise ALCError(
+            f"{field_name!r} is not an fo.Segmentation field (it is a {kind}): choose the "
+            f"{what} field that holds the masks"
+        )
+    require_field(samples, field_name, what, hint)
+
+
+def _with_superpixels(samples, superpixel_field: str, skip_failures: bool, failed: list):
+    """The samples that have superpixels. Without ``skip_failures`` a sample without them is
+    a SampleError; with it, such samples are left out and listed in ``failed``."""
+    hint = (
+        "run alc.compute_superpixels first (a sample it could not process has none: pass "
+        "skip_failures=True to rank without such samples)"
+    )
+    if not samples.has_field(superpixel_field) or not skip_failures:
+        require_segmentation_field(samples, superpixel_field, "superpixel", hint)
+        return samples
+    missing = samples.exists(superpixel_field, False)
+    for sid, path in zip(*missing.values(["id", "filepath"])):
+        failed.append(
+            {
+                "id": sid,
+                "filepath": path,
+                "error": f"no superpixels in {superpixel_field!r}; {hint.split(' (')[0]}",
+            }
+        )
+    if len(missing):
+        samples = samples.exists(superpixel_field)
+        require_nonempty(samples)
+    return samples
 
 
 def _fit_skipping_failures(prob_model, fit: FitContext, skip_failures: bool, failed: list):

@@ -88,10 +88,10 @@ def test_queries_written_in_batches_equal_one_write(demo, monkeypatch):
     try:
         copy.delete_sample_field("alc_queries")
         writes = []
-        real = ranking.set_values_by_id
+        real = ranking.merge_queries
         monkeypatch.setattr(ranking, "WRITE_BATCH", 3)
         monkeypatch.setattr(
-            ranking, "set_values_by_id", lambda *a: (writes.append(len(a[2])), real(*a))
+            ranking, "merge_queries", lambda *a: (writes.append(len(a[2])), real(*a))
         )
         copy.info["alc"]["rounds"] = []
         copy.save()
