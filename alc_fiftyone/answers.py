@@ -47,6 +47,57 @@ def find_query_sample_id(dataset, query_id: str, queries_field: str = "alc_queri
     return str(doc["_id"])
 
 
+def find_det(sample, queries_field: str, query_id: str):
+    """The query Detection ``query_id`` of ``sample``; QueryError when it is not there (it
+    may have been replaced by a new ranking since it was looked up)."""
+    field = sample[queries_field] if sample.has_field(queries_field) else None
+    for det in field.detections if field is not None else []:
+        if det.id == query_id:
+            return det
+    raise QueryError(
+        f"query {query_id} is no longer on sample {sample.id} (a new ranking may have "
+        "replaced it); take the next query"
+    )
+
+
+def claim_holder(det, user: str | None, now: datetime | None = None) -> str | None:
+    """The reviewer who holds a live claim on ``det``, when it is not ``user``; else None."""
+    if attr(det, "status") != "claimed":
+        return None
+    holder = attr(det, "claimed_by")
+    until = attr(det, "claimed_until")
+    now = now or datetime.now(timezone.utc)
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=timezone.utc)
+    if holder == user or (until is not None and until <= now):
+        return None
+    return str(holder)
+
+
+def _refuse_held(det, user, action: str) -> None:
+    holder = claim_holder(det, user)
+    if holder is not None:
+        until = attr(det, "claimed_until")
+        raise QueryError(
+            f"query {det.id} is claimed by {holder!r}"
+            + (f" until {until:%H:%M:%S} UTC" if until else "")
+            + f"; {action} it only if they gave it up (pass force=True to {action} anyway)"
+        )
+
+
+def _not_held_by_another(user) -> dict:
+    """Condition on a query (fields prefixed ``q.`` in ``$elemMatch`` form: bare names) under
+    which ``user`` may answer or skip it: no live claim of another reviewer."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return {
+        "$or": [
+            {"status": {"$ne": "claimed"}},
+            {"claimed_by": user},
+            {"claimed_until": {"$lt": now}},
+        ]
+    }
+
+
 def query_region(det, shape) -> tuple[tuple[slice, slice], np.ndarray]:
     """(slices, bool mask) of a query's region in an image of ``shape`` (H, W)."""
     x0, y0, w, h = attr(det, "bbox_px")
@@ -91,13 +142,16 @@ def _commit(
     new_revised: str | None,
     unanswered: tuple[str, ...] = (),
     answered: tuple[str, ...] = (),
+    user_claim: tuple[bool, str | None] = (False, None),
 ) -> bool:
     """Write query attributes and the revised mask of one sample in one conditional update.
 
     Only the named queries' attributes are set (a claim another reviewer just took on another
     query of the sample survives), and only if the revised mask is still ``expected_revised``
     (nobody changed the labels since they were read: no lost update) and the queries in
-    ``unanswered`` / ``answered`` still are. Returns False when a condition failed.
+    ``unanswered`` / ``answered`` still are (and, with ``user_claim = (True, user)``, the
+    unanswered ones are not held by a live claim of another reviewer). Returns False when a
+    condition failed.
     """
     arr = f"{queries_field}.detections"
     conds: list[dict] = [{f"{revised_field}.mask_path": expected_revised}]
@@ -105,6 +159,8 @@ def _commit(
         conds = [{f"{revised_field}.mask_path": {"$in": [None]}}]
     for qid in unanswered:
         q = {"_id": ObjectId(qid), "status": {"$nin": list(ANSWERED)}}
+        if user_claim[0]:
+            q = {"$and": [q, _not_held_by_another(user_claim[1])]}
         conds.append({arr: {"$elemMatch": q}})
     for qid in answered:
         conds.append(
@@ -147,9 +203,11 @@ def apply_answers(
     answers: Iterable[tuple[str, object]],
     user: str | None = None,
     queries_field: str = "alc_queries",
+    force: bool = False,
 ) -> dict[str, int]:
     """Apply answers to queries of one sample in a single write; returns pixels changed per
-    query id. An answer is a class name or value (written to every pixel of the query's
+    query id. A query another reviewer holds (a live claim) is refused with a QueryError
+    naming them, unless ``force``. An answer is a class name or value (written to every pixel of the query's
     region) or :data:`KEEP` / ``None`` (the labels are right as they are: nothing changes).
 
     Safe with several reviewers: the write is conditional on the revised mask being the one
@@ -160,19 +218,17 @@ def apply_answers(
     if not answers:
         return {}
     for _ in range(MAX_ATTEMPTS):
-        result = _try_apply(dataset, sample_id, answers, user, queries_field)
+        result = _try_apply(dataset, sample_id, answers, user, queries_field, force)
         if result is not None:
             return result
     raise QueryError(f"sample {sample_id} kept changing under the answer; try again")
 
 
-def _try_apply(dataset, sample_id, answers, user, queries_field) -> dict[str, int] | None:
+def _try_apply(dataset, sample_id, answers, user, queries_field, force) -> dict[str, int] | None:
     sample = dataset[sample_id]
     sample.reload()
-    dets = {d.id: d for d in (sample[queries_field].detections if sample[queries_field] else [])}
-    first = dets.get(answers[0][0])
-    if first is None:
-        raise QueryError(f"no query {answers[0][0]} on sample {sample_id}")
+    first = find_det(sample, queries_field, answers[0][0])
+    dets = {d.id: d for d in sample[queries_field].detections}
     label_field = attr(first, "label_field")
     revised_field = attr(first, "revised_field")
     sp_field = attr(first, "superpixel_field")
@@ -187,6 +243,8 @@ def _try_apply(dataset, sample_id, answers, user, queries_field) -> dict[str, in
         det = dets.get(query_id)
         if det is None:
             raise QueryError(f"no query {query_id} on sample {sample_id}")
+        if not force:
+            _refuse_held(det, user, "answer")
         if attr(det, "status") in ANSWERED:
             raise QueryError(
                 f"query {query_id} was already answered ({attr(det, 'answer')!r} by "
@@ -230,6 +288,7 @@ def _try_apply(dataset, sample_id, answers, user, queries_field) -> dict[str, in
         before_path,
         new_path,
         unanswered=tuple(updates),
+        user_claim=(not force, user),
     )
     if not ok:
         if new_path:
@@ -244,6 +303,7 @@ def answer(
     label,
     user: str | None = None,
     queries_field: str = "alc_queries",
+    force: bool = False,
 ) -> int:
     """Answer one query and return the number of pixels that changed.
 
@@ -251,24 +311,39 @@ def answer(
     of the query's region in the revised labels, so confirming the current class also fills
     the region with it. ``None`` means "the labels here are right as they are" (no pixel
     changes). Either way the query counts as one click.
+
+    A query that another reviewer holds (claimed, the claim not expired) is refused with a
+    QueryError naming them; ``force=True`` answers it anyway (an admin's override).
     """
     dataset = dataset._dataset
     sample_id = find_query_sample_id(dataset, query_id, queries_field)
-    return apply_answers(dataset, sample_id, [(query_id, label)], user, queries_field)[query_id]
+    res = apply_answers(dataset, sample_id, [(query_id, label)], user, queries_field, force)
+    return res[query_id]
 
 
-def skip(dataset, query_id: str, user: str | None = None, queries_field="alc_queries") -> None:
-    """Mark a query skipped: it stays unanswered and may be ranked again."""
+def skip(
+    dataset,
+    query_id: str,
+    user: str | None = None,
+    queries_field="alc_queries",
+    force: bool = False,
+) -> None:
+    """Mark a query skipped: it stays unanswered and is kept (not asked again) by later
+    rankings. A query another reviewer holds is refused unless ``force``."""
     dataset = dataset._dataset
     sample_id = find_query_sample_id(dataset, query_id, queries_field)
     sample = dataset[sample_id]
     sample.reload()
-    det = next(d for d in sample[queries_field].detections if d.id == query_id)
+    det = find_det(sample, queries_field, query_id)
     if attr(det, "status") in ANSWERED:
         raise QueryError(f"query {query_id} is answered; undo it instead of skipping")
+    if not force:
+        _refuse_held(det, user, "skip")
     update = {"status": "skipped", "answered_by": user, "answered_at": datetime.now(timezone.utc)}
     arr = f"{queries_field}.detections"
     q = {"_id": ObjectId(query_id), "status": {"$nin": list(ANSWERED)}}
+    if not force:
+        q = {"$and": [q, _not_held_by_another(user)]}
     res = dataset._sample_collection.update_one(
         {"_id": ObjectId(sample_id), arr: {"$elemMatch": q}},
         {"$set": {f"{arr}.$[q].{k}": _db_value(v) for k, v in update.items()}},
@@ -277,7 +352,10 @@ def skip(dataset, query_id: str, user: str | None = None, queries_field="alc_que
     fo.Sample._reload_docs(dataset._sample_collection_name, sample_ids=[sample_id])
     changes.touched(dataset, sample_id)
     if res.matched_count != 1:
-        raise QueryError(f"query {query_id} was answered meanwhile; undo it instead of skipping")
+        raise QueryError(
+            f"query {query_id} was answered or claimed by another reviewer meanwhile; "
+            "take the next query"
+        )
 
 
 def _db_value(value):
@@ -290,6 +368,11 @@ def last_answered(dataset, queries_field: str = "alc_queries", user: str | None 
     """Id of the most recently answered query (by ``user`` if given), or None."""
     from fiftyone import ViewField as F
 
+    if not dataset.has_field(queries_field):
+        raise QueryError(
+            f"no queries in field {queries_field!r} of {dataset.name!r}: nothing to undo "
+            "(rank the superpixels and answer first)"
+        )
     cond = F("status").is_in(list(ANSWERED))
     if user is not None:
         cond &= F("answered_by") == user
@@ -326,7 +409,7 @@ def undo(
 def _try_undo(dataset, sample_id, query_id, user, queries_field) -> int | None:
     sample = dataset[sample_id]
     sample.reload()
-    det = next(d for d in sample[queries_field].detections if d.id == query_id)
+    det = find_det(sample, queries_field, query_id)
     if attr(det, "status") not in ANSWERED:
         raise QueryError(f"query {query_id} is {attr(det, 'status')!r}, not answered")
     label_field = attr(det, "label_field")
