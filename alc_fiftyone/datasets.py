@@ -11,9 +11,10 @@ Images are referenced in place. Label masks are validated and written as index P
 ``ALC_FIFTYONE_DIR`` (see :mod:`alc_fiftyone.storage`); the source masks are never modified
 (and FiftyOne reads palette PNGs as colours, so they could not be used as they are). Every
 loader validates all samples before adding any: on an error nothing is left behind, neither the
-dataset nor a mask file. (With ``overwrite=True`` the old dataset of that name is deleted
-first, as FiftyOne's own importers do; the files it referenced are left alone, since clones
-may point at them.)
+dataset nor a mask file. The new dataset is built under a temporary name and takes its
+real name only once complete: with ``overwrite=True`` the old dataset of that name is deleted
+only then, so a failed or interrupted import leaves it as it was (the files it referenced are
+left alone, since clones may point at them; see :mod:`alc_fiftyone.replace`).
 
 Class names are stored in ``dataset.mask_targets[<field>]`` (with the ignore value as
 ``"void"``) and, with the ignore value and the source, in ``dataset.info["alc"]``.
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,9 @@ from types import SimpleNamespace
 import numpy as np
 from PIL import Image
 
-from . import storage
+from . import replace, storage
 from .errors import SampleError
+from .labels import check_class_names
 from .progress import ProgressCallback, track
 
 __all__ = [
@@ -151,31 +152,23 @@ def _key(stem: str) -> str:
 
 
 def _new_dataset(name: str, persistent: bool, overwrite: bool):
+    """An empty dataset to build ``name`` in, under a temporary name (see
+    :mod:`alc_fiftyone.replace`): an existing dataset ``name`` is replaced only by
+    :func:`_finish`, once the new one is complete. Leftovers of interrupted builds of ``name``
+    are removed."""
     import fiftyone as fo
 
-    if fo.dataset_exists(name):
-        if not overwrite:
-            raise ValueError(
-                f"a dataset named {name!r} already exists; pass overwrite=True to replace it "
-                "or choose another name"
-            )
-        fo.delete_dataset(name)
-    dataset = fo.Dataset(name)
-    dataset.persistent = bool(persistent)
+    replace.check_name(name, overwrite)
+    replace.remove_leftovers(name)
+    dataset = fo.Dataset(replace.temporary_name(name))
+    dataset.persistent = False
+    dataset.info["alc_target"] = {"name": name, "persistent": bool(persistent)}
     return dataset
 
 
 def _discard(dataset) -> None:
     """Delete a partly built dataset and every file written for it."""
-    if dataset is None:
-        return
-    folder = None if dataset.deleted else storage.dataset_dir(dataset)
-    try:
-        if not dataset.deleted:
-            dataset.delete()
-    finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+    replace.discard(dataset)
 
 
 @dataclass
@@ -247,8 +240,11 @@ def _finish(
         progress(0, 1, "Adding samples")
     dataset.add_samples(samples, progress=False)
     dataset.mask_targets = targets
+    target = dataset.info.pop("alc_target", None)
     dataset.info["alc"] = alc_info
     dataset.save()
+    if target is not None:  # complete: now it replaces the old dataset of that name
+        replace.publish(dataset, target["name"], target["persistent"])
     if progress is not None:
         progress(1, 1, "Adding samples")
 
@@ -265,7 +261,12 @@ def _voc_stems(root: Path, split: str | None) -> list[str]:
         return sorted(stems, key=_natural_key)
     split_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not split_file.is_file():
-        raise FileNotFoundError(f"split {split!r}: no list file {split_file}")
+        lists = split_file.parent
+        known = sorted(p.stem for p in lists.glob("*.txt")) if lists.is_dir() else []
+        raise FileNotFoundError(
+            f"split {split!r}: no list file {split_file}; "
+            + (f"the splits there are {', '.join(known)}" if known else f"{lists} holds none")
+        )
     stems: list[str] = []
     seen: set[str] = set()
     for line in split_file.read_text().splitlines():
@@ -293,8 +294,10 @@ def _class_list(classes: Sequence[str] | Mapping[int, str]) -> list[str]:
                 "load_voc: a classes dict must have the keys 0..C-1 (VOC masks hold the class "
                 f"indices), got {keys}"
             )
-        return [str(classes[k]) if k in classes else str(classes[str(k)]) for k in keys]
-    return [str(c) for c in classes]
+        names = [classes[k] if k in classes else classes[str(k)] for k in keys]
+    else:
+        names = list(classes)
+    return check_class_names(names, IGNORE_NAME, "load_voc")
 
 
 def load_voc(
@@ -455,17 +458,21 @@ def _files_by_stem(
     return found
 
 
-def _value_map(classes: Sequence[str] | Mapping[int, str]) -> tuple[list[int], list[str]]:
-    """Source mask values and class names, in stored-index order."""
+def _value_map(
+    classes: Sequence[str] | Mapping[int, str], ignore_name: str | None = None
+) -> tuple[list[int], list[str]]:
+    """Source mask values and class names, in stored-index order (names checked: none empty,
+    none twice, none named like the ignore value ``ignore_name``)."""
     if isinstance(classes, Mapping):
-        pairs = sorted((int(v), str(n)) for v, n in classes.items())
+        pairs = sorted((int(v), n) for v, n in classes.items())
         values = [v for v, _ in pairs]
         names = [n for _, n in pairs]
     elif isinstance(classes, str):
         raise TypeError("classes must be a list of names or a {value: name} dict, not a str")
     else:
-        names = [str(n) for n in classes]
+        names = list(classes)
         values = list(range(len(names)))
+    names = check_class_names(names, ignore_name, "load_image_masks")
     if not 0 < len(names) <= IGNORE_INDEX:
         raise ValueError(f"between 1 and 255 classes are supported, got {len(names)}")
     if len(set(values)) != len(values):
@@ -473,6 +480,28 @@ def _value_map(classes: Sequence[str] | Mapping[int, str]) -> tuple[list[int], l
     if values and (min(values) < 0 or max(values) > 65535):
         raise ValueError(f"class values must lie in 0..65535, got {values}")
     return values, names
+
+
+def _check_threshold(threshold) -> float | None:
+    """``threshold`` as a float, or a ValueError that says what is wrong with it."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, (bool, np.bool_)) or not isinstance(
+        threshold, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(  # noqa: TRY004 (a bad option value)
+            f"threshold must be a number (mask values >= it become 1), got {threshold!r}"
+        )
+    value = float(threshold)
+    if not np.isfinite(value):
+        raise ValueError(f"threshold must be a number (mask values >= it become 1), got {value}")
+    if value <= 0:
+        raise ValueError(
+            f"threshold must be greater than 0, got {value:g}: every pixel would become 1"
+        )
+    if value > 65535:
+        raise ValueError(f"threshold {value:g} is above 65535, the largest mask value")
+    return value
 
 
 def _default_name(images_dir: Path, masks_dir: Path) -> str:
@@ -495,6 +524,7 @@ def load_image_masks(
     progress: ProgressCallback | None = None,
     require_masks: bool = True,
     follow_links: bool = False,
+    limit: int | None = None,
 ):
     """Load a folder of images and a folder of masks paired by file stem.
 
@@ -509,6 +539,7 @@ def load_image_masks(
     - ``threshold``: for binary masks saved with compression noise (Weizmann horses, gray
       JPEG): source values ``>= threshold`` become 1, the others 0, before the class lookup.
     - ``require_masks``: when False, images without a mask are added without labels.
+    - ``limit``: only the first ``limit`` images, in natural file-name order.
 
     Any mask value that is neither a class nor the ignore value raises a SampleError naming the
     file and the values, as do size mismatches, colour masks, and masks without an image.
@@ -520,7 +551,7 @@ def load_image_masks(
     for folder, what in ((images_dir, "images"), (masks_dir, "masks")):
         if not folder.is_dir():
             raise FileNotFoundError(f"{what} folder {folder} does not exist")
-    values, names = _value_map(classes)
+    values, names = _value_map(classes, IGNORE_NAME if ignore_index is not None else None)
     if ignore_index is not None:
         ignore_index = int(ignore_index)
         if ignore_index in values:
@@ -529,6 +560,7 @@ def load_image_masks(
             raise ValueError(f"ignore_index must lie in 0..65535, got {ignore_index}")
     if threshold is not None and ignore_index is not None:
         raise ValueError("threshold makes binary masks: it cannot be combined with ignore_index")
+    threshold = _check_threshold(threshold)
 
     # lookup from source value (after thresholding) to stored index; -1 = not allowed
     lut = np.full(65536, -1, dtype=np.int32)
@@ -562,6 +594,10 @@ def load_image_masks(
     stems = sorted(images, key=_natural_key)
     if not stems:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {images_dir}")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+            raise ValueError(f"limit must be a positive number of images, got {limit!r}")
+        stems = stems[: int(limit)]
 
     import fiftyone as fo
 
@@ -577,9 +613,14 @@ def load_image_masks(
             if stem in masks:
                 mask_path = masks[stem]
                 _check_inside(mask_path, masks_dir.resolve(), stem, follow_links)
-                src = storage.read_png_array(mask_path, stem)
+                src = storage.read_png_array(mask_path, stem, allow_float=threshold is not None)
                 _check_size(stem, image_path, header, src, label_field)
                 if threshold is not None:
+                    if src.dtype == np.uint8 and threshold > 255:
+                        raise ValueError(
+                            f"threshold {threshold:g} is above 255, the largest value of the "
+                            f"8-bit mask {mask_path}: every pixel would become 0 (background)"
+                        )
                     src = (src >= threshold).astype(np.uint8)
                 stored = lut[src]
                 bad = stored < 0

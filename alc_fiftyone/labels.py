@@ -46,6 +46,22 @@ def _update_dataset_doc(dataset, update: dict) -> dict:
     return alc_info(dataset)
 
 
+def ranked_label_field(
+    dataset, queries_field: str | None = None, revised_field: str | None = None
+) -> str | None:
+    """The label field of the latest ranking round whose queries field is ``queries_field``
+    or whose revised field is ``revised_field`` (the field the corrections belong to), else
+    the label field the dataset records (``info["alc"]["label_field"]``), else None."""
+    info = alc_info(dataset)
+    for record in reversed(info.get("rounds") or []):
+        same = (queries_field and record.get("queries_field") == queries_field) or (
+            revised_field and record.get("revised_field") == revised_field
+        )
+        if same and record.get("label_field"):
+            return record["label_field"]
+    return info.get("label_field")
+
+
 def get_ignore_index(dataset, field: str | None = None) -> int | None:
     """The value meaning "ignore" in the label masks (None: there is none). Recorded in
     ``info["alc"]`` by the loaders; otherwise guessed from a "void"-like mask target name,
@@ -85,6 +101,31 @@ def class_names(dataset, field: str | None = None) -> dict[int, str]:
     return names
 
 
+def check_class_names(names, ignore_name: str | None = None, where: str = "classes") -> list:
+    """``names`` (class names by index) as a list of str, or a ValueError that says what is
+    wrong: a name that is None, empty or blank, a name listed twice, or a class named like
+    the ignore value (answers are given by name, so each name must mean one value)."""
+    out = []
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name is None or not str(name).strip():
+            raise ValueError(f"{where}: class {i} has an empty name ({name!r}); name every class")
+        name = str(name)
+        if name in seen:
+            raise ValueError(
+                f"{where}: {name!r} is listed twice (classes {seen[name]} and {i}); each class "
+                "needs its own name, since answers are given by name"
+            )
+        if ignore_name is not None and name.strip().lower() == ignore_name.lower():
+            raise ValueError(
+                f"{where}: class {i} is named {name!r}, like the ignore value "
+                f"({ignore_name!r}); rename it"
+            )
+        seen[name] = i
+        out.append(name)
+    return out
+
+
 def class_table(dataset, field: str) -> tuple[dict[int, str], int | None, int]:
     """(names by value, ignore value, number of classes C) for a label field.
 
@@ -100,6 +141,15 @@ def class_table(dataset, field: str) -> tuple[dict[int, str], int | None, int]:
     values = [v for v in names if v != ignore]
     if not values:
         raise ALCError(f"mask_targets of {field!r} hold no class besides the ignore value")
+    seen: dict[str, int] = {}
+    for value, name in sorted(names.items()):
+        if name in seen:
+            raise ALCError(
+                f"mask_targets of {field!r} name {name!r} twice (values {seen[name]} and "
+                f"{value}): an answer given by that name would be ambiguous; rename one in "
+                f"dataset.mask_targets[{field!r}]"
+            )
+        seen[name] = value
     return names, ignore, max(values) + 1
 
 

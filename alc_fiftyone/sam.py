@@ -21,7 +21,7 @@ import numpy as np
 
 from .core import sam as csam
 from .errors import ALCError, SampleError
-from .labels import update_alc_info
+from .labels import check_class_names, update_alc_info
 from .maps import compute_mask_field
 from .progress import ProgressCallback
 from .storage import dataset_dir, read_image
@@ -325,15 +325,16 @@ def sam_superpixels_field(
 
 def _class_table(dataset, prompt_field: str, classes) -> list[str]:
     if classes is not None:
-        classes = [str(c) for c in classes]
+        classes = list(classes)
     else:
         labels = dataset.distinct(f"{prompt_field}.detections.label")
         classes = ["background"] + sorted(str(c) for c in labels if c and c != "background")
     if not classes:
         raise ALCError("no classes: pass classes=[...] (index 0 is usually 'background')")
-    if len(set(classes)) != len(classes):
-        raise ALCError(f"classes must be unique, got {classes}")
-    return classes
+    try:
+        return check_class_names(classes, "void", "generate_pseudo_labels")
+    except ValueError as e:
+        raise ALCError(str(e)) from e
 
 
 def generate_pseudo_labels(

@@ -25,16 +25,35 @@ ENV_DIR = "ALC_FIFTYONE_DIR"
 
 def alc_dir() -> Path:
     """Root folder for the files alc-fiftyone writes (``$ALC_FIFTYONE_DIR``)."""
-    return Path(os.environ.get(ENV_DIR) or Path.home() / "fiftyone" / "alc").expanduser()
+    return (
+        Path(os.environ.get(ENV_DIR) or Path.home() / "fiftyone" / "alc").expanduser().absolute()
+    )
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "dataset"
 
 
+_DIRS: dict[tuple[str, str], Path] = {}  # (root, dataset id) -> its folder, once found
+
+
 def dataset_dir(dataset) -> Path:
-    """Folder of one dataset's files: its name (made safe) and its id, so renames are harmless."""
-    return alc_dir() / f"{_safe(dataset.name)}-{dataset._doc.id}"
+    """Folder of one dataset's files, ``<name>-<id>``: found by the dataset's id, so a rename
+    (e.g. a dataset built under a temporary name, then given its own) keeps its folder; a new
+    folder takes the name the dataset has (or will have) when its first file is written."""
+    root = alc_dir()
+    did = str(dataset._doc.id)
+    key = (str(root), did)
+    found = _DIRS.get(key)
+    if found is not None and found.is_dir():
+        return found
+    matches = sorted(root.glob(f"*-{did}")) if root.is_dir() else []
+    if matches:
+        _DIRS[key] = matches[0]
+        return matches[0]
+    from .replace import final_name
+
+    return root / f"{_safe(final_name(dataset.name))}-{did}"
 
 
 def field_dir(dataset, field: str) -> Path:
@@ -139,12 +158,16 @@ def write_mask(array: np.ndarray, dataset, field: str, sample_id: str) -> str:
         ) from e
 
 
-def read_png_array(path: str | Path, sample_id: str | None = None) -> np.ndarray:
+def read_png_array(
+    path: str | Path, sample_id: str | None = None, allow_float: bool = False
+) -> np.ndarray:
     """Read a mask file as a 2-D integer array.
 
     Palette PNGs give their indices; 16-bit files stay 16-bit; RGB masks whose three channels
     are equal are read as grayscale; other RGB or RGBA masks are refused (they need a colour
-    table to become class indices).
+    table to become class indices). Floating-point masks (32-bit TIFF) holding whole numbers
+    in 0..65535 are read as integers; other float masks are refused, unless ``allow_float``
+    (they are then returned as float64, for a threshold to binarise).
     """
     path = str(path)
     if not os.path.exists(path):
@@ -155,7 +178,21 @@ def read_png_array(path: str | Path, sample_id: str | None = None) -> np.ndarray
             arr = np.array(im)
     except Exception as e:  # PIL raises many types for corrupt files
         raise SampleError(sample_id, f"cannot read mask file: {e}", path) from e
-    if mode in ("I", "I;16", "I;16B", "I;16L") or arr.dtype in (np.int32, np.uint16):
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise SampleError(sample_id, "float mask holds NaN or infinite values", path)
+        if allow_float:
+            return arr.astype(np.float64)
+        if not np.array_equal(arr, np.round(arr)):
+            raise SampleError(
+                sample_id,
+                f"mask ({mode}, floating point) holds values that are not whole numbers, e.g. "
+                f"{float(arr[arr != np.round(arr)].flat[0]):g}: class masks hold class values "
+                "(pass threshold= to binarise a soft mask)",
+                path,
+            )
+        arr = arr.astype(np.int64)
+    if mode in ("I", "I;16", "I;16B", "I;16L") or arr.dtype in (np.int32, np.uint16, np.int64):
         arr = arr.astype(np.int64)
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
             raise SampleError(sample_id, "mask values outside 0..65535", path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,13 +20,14 @@ from .labels import (
     alc_info,
     class_table,
     mask_targets,
+    ranked_label_field,
     read_current_labels,
     require_nonempty,
     set_values_by_id,
 )
 from .progress import ProgressCallback, track
 from .ranking import ANSWERED
-from .storage import dataset_dir, os_error_text, png_bytes, write_bytes_atomic, write_mask
+from .storage import open_new_file, os_error_text, png_bytes, write_bytes_atomic, write_mask
 
 FORMATS = ("voc", "index")
 ENV_EXPORT_ROOT = "ALC_FIFTYONE_EXPORT_ROOT"
@@ -78,8 +78,17 @@ def _check_out_dir(out_dir) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create export folder {out}: {os_error_text(e)}") from e
-    if not os.access(out, os.W_OK):
-        raise OutputError(f"export folder {out} is not writable: EACCES (Permission denied)")
+    probe = out / f".alc-write-test-{os.getpid()}"
+    try:  # a real write tells EROFS (read-only file system) from EACCES, os.access does not
+        with open_new_file(probe) as f:
+            f.write(b"")
+    except OSError as e:
+        raise OutputError(f"export folder {out} is not writable: {os_error_text(e)}") from e
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
     return out
 
 
@@ -122,9 +131,11 @@ def export_masks(
     ``classes.txt`` (one class name per line, in value order) and ``classes.json``.
 
     ``format="voc"``: palette PNGs with the VOC colour map (index = class value, 255 = void);
-    ``"index"``: plain 8-bit index PNGs. Where a sample has no ``field`` (no answer yet) and
-    ``label_field`` is given, its labels are exported instead. Existing files are refused
-    unless ``overwrite``.
+    ``"index"``: plain 8-bit index PNGs. Where a sample has no ``field`` (no answer yet), its
+    ``label_field`` is exported instead; ``label_field`` defaults to the field that was ranked
+    when ``field`` is a ranking's revised field (e.g. ``"alc_revised"``), so exporting the
+    revised labels of a partly reviewed dataset gives every sample a mask. Existing files are
+    refused unless ``overwrite``.
 
     ``out_dir`` must lie inside ``$ALC_FIFTYONE_EXPORT_ROOT`` when that is set (relative
     folders are taken inside it); files are only ever written directly in ``out_dir``, each
@@ -136,6 +147,10 @@ def export_masks(
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
     require_nonempty(samples)
+    if label_field is None and _is_revised_field(samples._dataset, field):
+        label_field = ranked_label_field(samples._dataset, revised_field=field)
+    if not samples.has_field(field) and not label_field:
+        raise ALCError(f"the dataset has no field {field!r} to export")
     out = _check_out_dir(out_dir)
     ref_field = label_field or field
     names, ignore, num_classes = class_table(samples._dataset, ref_field)
@@ -149,7 +164,9 @@ def export_masks(
         # a link counts as a file (and is replaced, never followed, with overwrite)
         clash = [s for s in file_names if os.path.lexists(out / s)]
         if clash:
-            raise ALCError(f"{out / clash[0]} exists; pass overwrite=True to replace")
+            raise ALCError(
+                f"{out / clash[0]} exists; pass overwrite=True (CLI: --overwrite) to replace it"
+            )
     pal = voc_palette().ravel().tolist()
     if ignore is not None and ignore < 256:
         pal[3 * ignore : 3 * ignore + 3] = [224, 224, 192]
@@ -185,11 +202,18 @@ def export_masks(
     _write_export(out, "classes.json", table.encode(), written)
     return {
         "out_dir": str(out),
+        "field": field,
+        "label_field": label_field,
         "written": written,
         "format": format,
         "classes": classes,
         "failed": failed,
     }
+
+
+def _is_revised_field(dataset, field: str) -> bool:
+    rounds = alc_info(dataset).get("rounds") or []
+    return any(r.get("revised_field") == field for r in rounds)
 
 
 def save_revised_version(
@@ -204,28 +228,41 @@ def save_revised_version(
 ) -> fo.Dataset:
     """Save a new persistent dataset whose ``label_field`` holds the corrected masks.
 
-    The clone gets new mask files (its own, under ALC_FIFTYONE_DIR), provenance in
-    ``info["alc"]["provenance"]`` (parent, rounds, answers, pixels changed per class,
-    reviewers, time) and a saved view ``alc_answered`` of the answered regions. On any failure
-    the partly built clone is deleted.
+    ``label_field`` defaults to the field that was ranked (the label field of the latest
+    round of ``queries_field`` / ``revised_field``): the corrections land there, and every
+    other field of the clone stays as it was in the parent. The clone gets new mask files
+    (its own, under ALC_FIFTYONE_DIR), provenance in ``info["alc"]["provenance"]`` (parent,
+    rounds, answers, pixels changed per class, reviewers, time, ``complete``) and a saved
+    view ``alc_answered`` of the answered regions.
+
+    The version is built under a temporary name and takes ``name`` only when complete; with
+    ``overwrite=True`` an existing dataset ``name`` is deleted only then. A failure deletes
+    the partial clone and its files; a ``kill -9`` leaves at most an incomplete,
+    non-persistent dataset under the temporary name, which the next call removes and lists
+    in ``provenance["removed_incomplete"]``.
 
     A sample whose masks cannot be read stops the save with a SampleError naming it; with
     ``skip_failures=True`` its revision is not applied (it keeps the labels it had in the
     parent) and it is listed in ``provenance["failed"]``. A write error (disk full, read-only
     folder) is an OutputError naming the folder and the errno.
     """
+    from . import replace
+
     dataset = dataset._dataset
     info = alc_info(dataset)
-    label_field = label_field or info.get("label_field")
+    label_field = label_field or ranked_label_field(dataset, queries_field, revised_field)
     if not label_field:
         raise ALCError("label_field is unknown: pass label_field=")
     require_nonempty(dataset)
-    if fo.dataset_exists(name):
-        if not overwrite:
-            raise ALCError(f"a dataset named {name!r} exists; pass overwrite=True to replace it")
-        fo.delete_dataset(name)
+    if not dataset.has_field(label_field):
+        raise ALCError(f"the dataset has no label field {label_field!r}")
+    try:
+        replace.check_name(name, overwrite)
+    except ValueError as e:
+        raise ALCError(str(e)) from e
     names, _, _ = class_table(dataset, label_field)
-    clone = dataset.clone(name, persistent=True)
+    removed = replace.remove_leftovers(name)
+    clone = dataset.clone(replace.temporary_name(name), persistent=False)
     try:
         fields = [f for f in (label_field, revised_field) if clone.has_field(f)]
         values = {}
@@ -274,14 +311,15 @@ def save_revised_version(
             "classes": {
                 str(k): v for k, v in (mask_targets(dataset, label_field) or names).items()
             },
+            "removed_incomplete": removed,
+            "complete": True,
         }
         new_info = dict(info)
         new_info["provenance"] = provenance
         clone.info["alc"] = new_info
         clone.save()
+        replace.publish(clone, name, persistent=True)
     except BaseException:
-        folder = dataset_dir(clone)
-        clone.delete()
-        shutil.rmtree(folder, ignore_errors=True)
+        replace.discard(clone)
         raise
     return clone
