@@ -41,6 +41,7 @@ _EXPORTS = {
     "evaluate": "evaluation",
     "export_masks": "versions",
     "save_revised_version": "versions",
+    "clean_files": "cleanup",
     # shards and delegated workers
     "shard_view": "sharding",
     "make_shards": "sharding",

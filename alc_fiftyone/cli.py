@@ -1,8 +1,10 @@
 """``alc-fiftyone``: the command line of alc-fiftyone.
 
-Every subcommand is a thin wrapper over a function of the package; errors the package raises
-on purpose (:class:`alc_fiftyone.errors.ALCError`) print ``error: ...`` and exit with code 2.
-FiftyOne and the package are imported only when a command runs, so ``--help`` is fast.
+Every subcommand is a thin wrapper over a function of the package. A user error (a missing
+folder, an unknown dataset or option value, a problem with the data:
+:class:`alc_fiftyone.errors.ALCError`, ``ValueError``, a missing file) prints one line
+``error: ...`` and exits with code 2; arguments are checked before FiftyOne is imported, so
+a typo is reported at once and ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from .core.acquisition import METHODS as ACQUISITION_METHODS  # arrays only: no FiftyOne
 from .errors import ALCError
+
+SUPERPIXEL_METHODS = ("slic", "felzenszwalb")  # those that need no model (SAM: the SDK)
+MODEL_HELP = (
+    "probability model: features (default), sam_head, backbone:<resnet18|34|50|101> or "
+    "field:<name> (your (C, H, W) maps)"
+)
+SKIP_HELP = "leave out (and list) samples whose files cannot be read instead of stopping"
 
 
 def _budget(text: str) -> int | float:
@@ -30,6 +40,19 @@ def _budget(text: str) -> int | float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a count or a fraction: {text!r}") from None
+
+
+def _model(text: str) -> str:
+    if text in ("features", "sam_head") or text.startswith(("field:", "backbone:")):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown model {text!r}; {MODEL_HELP}")
+
+
+def _folder(path: str, what: str) -> Path:
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ALCError(f"{what} folder {path} does not exist (or is not a folder)")
+    return folder
 
 
 def _classes(args) -> list[str]:
@@ -101,21 +124,29 @@ def cmd_demo(args, bar) -> None:
         print("stopped")
 
 
-def cmd_simulate(args, bar) -> None:
-    import alc_fiftyone as alc
-
-    from .datasets import _discard
-
-    ds = alc.load_image_masks(
-        args.images,
-        args.masks,
+def _load_folder(alc, args, bar, persistent: bool, overwrite: bool, limit=None):
+    return alc.load_image_masks(
+        _folder(args.images, "images"),
+        _folder(args.masks, "masks"),
         _classes(args),
         ignore_index=args.ignore_index,
         threshold=args.threshold,
         name=args.name,
-        persistent=args.keep,
+        persistent=persistent,
+        overwrite=overwrite,
         progress=bar,
+        **_given(limit=limit),
     )
+
+
+def cmd_simulate(args, bar) -> None:
+    _folder(args.images, "images")
+    _folder(args.masks, "masks")
+    import alc_fiftyone as alc
+
+    from .replace import discard
+
+    ds = _load_folder(alc, args, bar, persistent=args.keep, overwrite=False, limit=args.limit)
     try:
         alc.corrupt_labels(
             ds,
@@ -139,6 +170,10 @@ def cmd_simulate(args, bar) -> None:
             ),
         )
         bar.close()
+        print(
+            f"simulated correction of {len(ds)} images ({res.config['method']}, "
+            f"{args.superpixels} superpixels):"
+        )
         print(res.table())
         if args.plot:
             res.plot(args.plot)
@@ -147,10 +182,11 @@ def cmd_simulate(args, bar) -> None:
             print(f"dataset: {ds.name} ({len(ds)} samples)")
     finally:
         if not args.keep:
-            _discard(ds)  # the dataset and the mask files written for it
+            discard(ds)  # the dataset and the mask files written for it
 
 
 def cmd_import_voc(args, bar) -> None:
+    _folder(args.root, "VOC")
     import alc_fiftyone as alc
 
     ds = alc.load_voc(
@@ -166,6 +202,30 @@ def cmd_import_voc(args, bar) -> None:
     print(f"dataset: {ds.name} ({len(ds)} samples)")
 
 
+def cmd_import_folder(args, bar) -> None:
+    _folder(args.images, "images")
+    _folder(args.masks, "masks")
+    import alc_fiftyone as alc
+
+    ds = alc.load_image_masks(
+        args.images,
+        args.masks,
+        _classes(args),
+        ignore_index=args.ignore_index,
+        threshold=args.threshold,
+        name=args.name,
+        label_field=args.label_field,
+        mask_suffix=args.mask_suffix,
+        persistent=True,
+        overwrite=args.overwrite,
+        progress=bar,
+        follow_links=args.follow_links,
+        **_given(limit=args.limit),
+    )
+    bar.close()
+    print(f"dataset: {ds.name} ({len(ds)} samples)")
+
+
 def cmd_rank(args, bar) -> None:
     import alc_fiftyone as alc
 
@@ -174,7 +234,7 @@ def cmd_rank(args, bar) -> None:
         args.label_field,
         progress=bar,
         skip_failures=args.skip_failures,
-        **_given(method=args.method, budget=args.budget, model=args.model),
+        **_given(method=args.method, budget=args.budget, model=args.model, seed=args.seed),
     )
     bar.close()
     _print_summary(summary)
@@ -197,6 +257,8 @@ def cmd_export(args, bar) -> None:
         args.field,
         args.out,
         format=args.format,
+        label_field=args.label_field,
+        overwrite=args.overwrite,
         skip_failures=args.skip_failures,
         progress=bar,
     )
@@ -208,12 +270,62 @@ def cmd_save_version(args, bar) -> None:
     import alc_fiftyone as alc
 
     version = alc.save_revised_version(
-        _load(args.dataset), args.name, skip_failures=args.skip_failures
+        _load(args.dataset),
+        args.name,
+        label_field=args.label_field,
+        overwrite=args.overwrite,
+        skip_failures=args.skip_failures,
+        progress=bar,
     )
+    bar.close()
+    prov = version.info["alc"]["provenance"]
     print(f"dataset: {version.name} ({len(version)} samples)")
+    print(
+        f"label field {prov['label_field']!r}: {sum(prov['answers'].values())} answers, "
+        f"{prov['pixels_changed']} pixels changed"
+    )
+    for name in prov.get("removed_incomplete") or []:
+        print(f"removed {name}: an incomplete version left by an interrupted earlier run")
+    for f in prov.get("failed") or []:
+        print(f"not revised: sample {f['id']} ({f['filepath']}): {f['error']}")
 
 
-SKIP_HELP = "leave out (and list) samples whose files cannot be read instead of stopping"
+def cmd_clean(args, bar) -> None:
+    import alc_fiftyone as alc
+
+    summary = alc.clean_files(
+        _load(args.dataset), dry_run=args.dry_run, min_age=args.min_age, progress=bar
+    )
+    bar.close()
+    verb = "would remove" if args.dry_run else "removed"
+    mb = summary["bytes"] / 1e6
+    print(
+        f"{verb} {summary['removed']} file(s) ({mb:.1f} MB) in {summary['folder']}; kept "
+        f"{summary['kept']} referenced and {summary['recent']} younger than {args.min_age:g} s"
+    )
+
+
+def _folder_options(p, with_name_help: str) -> None:
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--classes", metavar="A,B,C", help="class names, mask value = position")
+    group.add_argument("--classes-file", metavar="F", help="class names, one per line")
+    p.add_argument(
+        "--ignore-index",
+        type=int,
+        metavar="V",
+        help="mask value meaning 'ignore' (CamVid: 11); stored as 255",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        metavar="T",
+        help="binarize masks at T: values >= T become 1 (binary masks saved with "
+        "compression noise, e.g. gray JPEG)",
+    )
+    p.add_argument("--name", metavar="N", help=with_name_help)
+    p.add_argument(
+        "--limit", type=int, metavar="N", help="only the first N images (natural file order)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="alc-demo", help="dataset name (replaced if it exists)")
     p.add_argument("--samples", type=int, default=24, metavar="N", help="number of images")
     p.add_argument("--rounds", type=int, default=3, metavar="R", help="simulated rounds")
-    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of data and ranking")
     p.add_argument("--port", type=int, default=5151, metavar="P", help="App port")
     p.add_argument("--no-app", action="store_true", help="do not launch the App")
     p.set_defaults(func=cmd_demo)
@@ -242,83 +354,143 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder of masks, paired with the images by file stem",
     )
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--classes", metavar="A,B,C", help="class names, mask value = position")
-    group.add_argument("--classes-file", metavar="F", help="class names, one per line")
-    p.add_argument("--ignore-index", type=int, metavar="V", help="mask value meaning ignore")
-    p.add_argument(
-        "--threshold",
-        type=float,
-        metavar="T",
-        help="binarize masks at T (binary masks saved with compression noise)",
-    )
+    _folder_options(p, "dataset name (default: the folder's name)")
     p.add_argument(
         "--noise",
         type=float,
         metavar="RATE",
-        help="share of pixels the simulated label noise makes wrong",
+        help="share of pixels the simulated label noise makes wrong (default 0.2)",
     )
-    p.add_argument("--noise-seed", type=int, metavar="S")
-    p.add_argument("--rounds", type=int, metavar="R")
+    p.add_argument("--noise-seed", type=int, metavar="S", help="seed of the label noise")
+    p.add_argument("--rounds", type=int, metavar="R", help="correction rounds (default 5)")
     p.add_argument(
         "--budget",
         type=_budget,
         metavar="FRACTION_OR_COUNT",
-        help="queries per round: a fraction of the superpixels or a count",
+        help="queries per round: a fraction of the superpixels or a count (default 0.02)",
     )
-    p.add_argument("--method", metavar="M", help="acquisition method (default: sim)")
-    p.add_argument("--model", metavar="MODEL", help="probability model (default: features)")
-    p.add_argument("--seed", type=int, metavar="S")
-    p.add_argument("--superpixels", choices=("slic", "felzenszwalb"), default="slic")
+    p.add_argument(
+        "--method",
+        choices=ACQUISITION_METHODS,
+        metavar="M",
+        help=f"acquisition method: {', '.join(ACQUISITION_METHODS)} (default: sim)",
+    )
+    p.add_argument("--model", type=_model, metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--seed", type=int, metavar="S", help="seed of the ranking and the model")
+    p.add_argument(
+        "--superpixels",
+        choices=SUPERPIXEL_METHODS,
+        default="slic",
+        help="superpixel method (default: slic)",
+    )
     p.add_argument("--plot", metavar="OUT.png", help="plot data mIoU per round to this file")
-    p.add_argument("--name", help="dataset name")
     p.add_argument("--keep", action="store_true", help="keep the dataset (persistent)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("import-voc", help="import a PASCAL VOC-style folder as a dataset")
     p.add_argument("root", help="folder holding JPEGImages/ and SegmentationClass/")
     p.add_argument("--split", metavar="S", help="ImageSets/Segmentation/<S>.txt (default: all)")
-    p.add_argument("--name", metavar="N", help="dataset name")
+    p.add_argument("--name", metavar="N", help="dataset name (default: voc-<split>)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset of that name")
     p.add_argument(
         "--follow-links", action="store_true", help="read files linked from outside the root"
     )
     p.set_defaults(func=cmd_import_voc)
 
+    p = sub.add_parser(
+        "import-folder", help="import a folder of images and a folder of masks as a dataset"
+    )
+    p.add_argument("images", help="folder of images")
+    p.add_argument("masks", help="folder of masks, paired with the images by file stem")
+    _folder_options(p, "dataset name (default: the folder's name)")
+    p.add_argument(
+        "--label-field", default="ground_truth", metavar="F", help="field of the masks"
+    )
+    p.add_argument(
+        "--mask-suffix", default="", metavar="S", help="mask file = <image stem><S>.<ext>"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset of that name")
+    p.add_argument(
+        "--follow-links", action="store_true", help="read files linked from outside the folders"
+    )
+    p.set_defaults(func=cmd_import_folder)
+
     p = sub.add_parser("rank", help="rank superpixels and write correction queries")
-    p.add_argument("dataset")
-    p.add_argument("--label-field", required=True, metavar="F")
-    p.add_argument("--method", metavar="M", help="acquisition method (default: sim)")
-    p.add_argument("--budget", type=_budget, metavar="FRACTION_OR_COUNT")
-    p.add_argument("--model", metavar="MODEL", help="probability model (default: features)")
+    p.add_argument("dataset", help="dataset name")
+    p.add_argument("--label-field", required=True, metavar="F", help="the labels under review")
+    p.add_argument(
+        "--method",
+        choices=ACQUISITION_METHODS,
+        metavar="M",
+        help=f"acquisition method: {', '.join(ACQUISITION_METHODS)} (default: sim)",
+    )
+    p.add_argument(
+        "--budget",
+        type=_budget,
+        metavar="FRACTION_OR_COUNT",
+        help="queries to write: a fraction of the superpixels or a count (default 0.02)",
+    )
+    p.add_argument("--model", type=_model, metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--seed", type=int, metavar="S", help="seed of the ranking and the model")
     p.add_argument("--skip-failures", action="store_true", help=SKIP_HELP)
     p.set_defaults(func=cmd_rank)
 
     p = sub.add_parser("evaluate", help="per-class IoU of a label field against ground truth")
-    p.add_argument("dataset")
-    p.add_argument("--label-field", required=True, metavar="F")
-    p.add_argument("--gt-field", required=True, metavar="G")
+    p.add_argument("dataset", help="dataset name")
+    p.add_argument("--label-field", required=True, metavar="F", help="the labels to evaluate")
+    p.add_argument("--gt-field", required=True, metavar="G", help="the ground truth")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="write a segmentation field as PNG masks")
-    p.add_argument("dataset")
-    p.add_argument("--field", required=True, metavar="F")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("dataset", help="dataset name")
+    p.add_argument(
+        "--field", required=True, metavar="F", help="the masks to write, e.g. alc_revised"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--label-field",
+        metavar="F",
+        help="labels written where a sample has no --field (default: the ranked field "
+        "when --field is a revised field)",
+    )
     p.add_argument(
         "--format",
         choices=("voc", "index"),
         default="voc",
         help="voc: palette PNG; index: grayscale class ids",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--skip-failures", action="store_true", help=SKIP_HELP)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("save-version", help="save the revised labels as a new dataset")
-    p.add_argument("dataset")
+    p.add_argument("dataset", help="dataset name")
     p.add_argument("name", help="name of the new dataset")
+    p.add_argument(
+        "--label-field",
+        metavar="F",
+        help="field that receives the corrections (default: the ranked field)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset of that name")
     p.add_argument("--skip-failures", action="store_true", help=SKIP_HELP)
     p.set_defaults(func=cmd_save_version)
+
+    p = sub.add_parser("clean", help="delete a dataset's mask files that nothing refers to")
+    p.add_argument("dataset", help="dataset name")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument(
+        "--min-age",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="keep files younger than this (another process may be writing; default 600)",
+    )
+    p.set_defaults(func=cmd_clean)
     return parser
+
+
+# the errors that are the user's to fix: one line, exit 2, no traceback
+USER_ERRORS = (ALCError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,11 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     bar = TqdmProgress()
     try:
         args.func(args, bar)
-    except (ALCError, ValueError) as e:
-        # ALCError: a problem with the data; ValueError: a bad option value (method, budget,
-        # an existing dataset name). Both are the user's to fix, so no traceback.
+    except USER_ERRORS as e:
         bar.close()
-        print(f"error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"error: {message}", file=sys.stderr)
         return 2
     finally:
         bar.close()

@@ -178,7 +178,7 @@ class FeatureModel(ProbabilityModel):
             estimator=self.estimator,
             seed=self.seed,
             fold_by=self.fold_by,
-        ).fit(groups)
+        ).fit(groups, progress=ctx.progress)
         self._probs = self._predict_fitted()
         self.temperature = 1.0
         if self.calibrate == "temperature":

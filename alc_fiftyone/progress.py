@@ -25,6 +25,17 @@ def track(
             progress(done, total, desc)
 
 
+def prefixed(progress: ProgressCallback | None, prefix: str) -> ProgressCallback | None:
+    """``progress`` with ``prefix`` before every description (e.g. ``"round 2/5: "``)."""
+    if progress is None:
+        return None
+
+    def report(done: int, total: int, desc: str) -> None:
+        progress(done, total, f"{prefix}{desc}")
+
+    return report
+
+
 class TqdmProgress:
     """A progress callback drawing one tqdm bar per description (used by the CLI)."""
 

@@ -17,7 +17,7 @@ from .core.correction import oracle_answer
 from .evaluation import evaluate
 from .labels import alc_info, class_table, read_current_labels, require_field, update_alc_info
 from .probabilities import get_model
-from .progress import ProgressCallback, track
+from .progress import ProgressCallback, prefixed, track
 from .propagation import propagate_answers
 from .ranking import rank_superpixels
 from .storage import read_segmentation
@@ -212,8 +212,10 @@ def simulate(
         }
     ]
     total = 0
+    outer = progress
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
+        progress = prefixed(outer, f"round {r}/{rounds}: ")
         summary = rank_superpixels(
             samples,
             label_field,

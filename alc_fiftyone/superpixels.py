@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .core import superpixels as csp
-from .labels import update_alc_info
+from .labels import alc_info, update_alc_info
 from .maps import compute_mask_field
 from .progress import ProgressCallback
 from .storage import read_image
@@ -83,9 +83,26 @@ def compute_superpixels(
     if dataset.default_mask_targets:
         # default_mask_targets would label superpixel ids as classes in the App
         dataset.mask_targets = {**(dataset.mask_targets or {}), field: {}}
-    # this field's entry only (an atomic $set): concurrent runs (shards, other fields) keep theirs
     record = {"method": method, "params": {k: v for k, v in params.items() if _plain(v)}}
-    update_alc_info(dataset, **{f"superpixels.{field}": record})
+    before = (alc_info(dataset).get("superpixels") or {}).get(field)
+    if summary["processed"] == 0 and summary["skipped_existing"] and not summary["failed"]:
+        # nothing computed: the record keeps saying what the samples hold
+        had = (before or {}).get("method", "an unrecorded method")
+        summary["note"] = (
+            f"all {summary['skipped_existing']} sample(s) already have superpixels in "
+            f"{field!r} ({had}); nothing was computed: pass overwrite=True to recompute them "
+            f"with {method}"
+        )
+    elif summary["processed"]:
+        if summary["skipped_existing"] and before and before != record:
+            record["mixed_with"] = before  # the samples skipped keep the earlier method's
+            summary["note"] = (
+                f"{summary['skipped_existing']} sample(s) kept their earlier superpixels "
+                f"({before.get('method')}); pass overwrite=True to recompute all with {method}"
+            )
+        # this field's entry only (an atomic $set): concurrent runs (shards, other fields)
+        # keep theirs
+        update_alc_info(dataset, **{f"superpixels.{field}": record})
     summary["method"] = method
     if counts is not None:
         summary["mean_superpixels"] = float(sum(counts) / len(counts)) if counts else 0.0

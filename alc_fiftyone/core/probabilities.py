@@ -399,11 +399,14 @@ class OutOfFoldClassifier:
         return len(self.models_) == 1
 
     def fit(
-        self, groups: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+        self,
+        groups: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+        progress: Any = None,
     ) -> OutOfFoldClassifier:
         """Train one model per fold; ``groups`` has one ``(features, targets, weight)`` per image.
 
         ``targets`` of -1 are skipped; ``weight`` (e.g. size x purity) may be None (all 1).
+        ``progress(done, total, desc)`` is called as each fold's model is trained.
         """
         feats, targs, weights = [], [], []
         dim: int | None = None
@@ -448,10 +451,14 @@ class OutOfFoldClassifier:
             folds[perm] = np.arange(n_images) % max(k, 1)
         self.folds_ = folds
         self.models_ = []
+        if progress is not None:
+            progress(0, k, "fitting the model (folds)")
         with self._threads():
             for fold in range(k):
                 train = [i for i in range(n_images) if k == 1 or folds[i] != fold]
                 self.models_.append(self._fit_one(feats, targs, weights, train, fold))
+                if progress is not None:
+                    progress(fold + 1, k, "fitting the model (folds)")
         return self
 
     def _threads(self) -> Any:
