@@ -273,3 +273,165 @@ def test_import_voc_command(tmp_path, unique_name, tmp_alc_dir, capsys):
     finally:
         if fo.dataset_exists(unique_name):
             fo.delete_dataset(unique_name)
+
+
+# --- issue 11: user errors, missing options, new commands -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["simulate", "--images", "/nope", "--masks", "/nope", "--classes", "a,b"], "/nope"),
+        (["import-voc", "/nope"], "/nope"),
+        (["import-folder", "/nope", "/nope2", "--classes", "a,b"], "/nope"),
+        (["export", "no-such-dataset-x", "--field", "f", "--out", "/tmp/x"], "no-such-dataset"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(argv, match, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and match in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_wrong_split_names_the_splits(tmp_path, unique_name, capsys):
+    root = tmp_path / "voc"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationClass").mkdir()
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("a\n")
+    assert main(["import-voc", str(root), "--split", "trian", "--name", unique_name]) == 2
+    err = capsys.readouterr().err
+    assert "trian" in err and "train" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_method_is_refused_before_anything_loads(tmp_path):
+    """An unknown --method is a usage error (exit 2) before FiftyOne is even imported."""
+    code = (
+        "import sys\n"
+        "from alc_fiftyone.cli import main\n"
+        "try:\n"
+        "    main(['simulate', '--images', '.', '--masks', '.', '--classes', 'a,b',"
+        " '--method', 'smi'])\n"
+        "except SystemExit as e:\n"
+        "    print(e.code, 'fiftyone' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=python_subprocess_env(), capture_output=True, text=True
+    )
+    assert proc.stdout.split() == ["2", "False"], proc.stderr
+    assert "smi" in proc.stderr and "sim" in proc.stderr
+
+
+def test_every_option_has_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if not action.help:
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, f"options without help: {missing}"
+
+
+def test_export_and_save_version_take_label_field_and_overwrite(demo, tmp_path, capsys):
+    import fiftyone as fo
+
+    import alc_fiftyone as alc
+
+    alc.rank_superpixels(demo, "pseudo", budget=4)
+    q = alc.next_query(demo, "ana")
+    alc.answer(demo, q["id"], 1, user="ana")
+    out = tmp_path / "out"
+    # no answer on most samples: the ranked labels are exported there
+    assert main(["export", demo.name, "--field", "alc_revised", "--out", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) == len(demo)
+    assert main(["export", demo.name, "--field", "alc_revised", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    args = [
+        "export",
+        demo.name,
+        "--field",
+        "alc_revised",
+        "--out",
+        str(out),
+        "--overwrite",
+        "--label-field",
+        "pseudo",
+    ]
+    assert main(args) == 0
+    name = f"{demo.name}-v"
+    try:
+        assert main(["save-version", demo.name, name, "--label-field", "pseudo"]) == 0
+        assert main(["save-version", demo.name, name]) == 2
+        assert "--overwrite" in capsys.readouterr().err
+        assert main(["save-version", demo.name, name, "--overwrite"]) == 0
+        assert fo.load_dataset(name).info["alc"]["provenance"]["label_field"] == "pseudo"
+    finally:
+        if fo.dataset_exists(name):
+            fo.delete_dataset(name)
+
+
+def test_import_folder_command(tmp_path, unique_name, tmp_alc_dir, capsys):
+    import fiftyone as fo
+
+    images, masks = write_folder(tmp_path, n=3)
+    try:
+        argv = [
+            "import-folder",
+            str(images),
+            str(masks),
+            "--classes",
+            "bg,square,bar",
+            "--name",
+            unique_name,
+        ]
+        assert main(argv) == 0
+        assert f"{unique_name} (3 samples)" in capsys.readouterr().out
+        ds = fo.load_dataset(unique_name)
+        assert ds.persistent and ds.mask_targets["ground_truth"][2] == "bar"
+        assert main(argv) == 2  # exists: says how to replace it
+        assert "--overwrite" in capsys.readouterr().err
+        assert main([*argv, "--overwrite"]) == 0
+    finally:
+        if fo.dataset_exists(unique_name):
+            fo.delete_dataset(unique_name)
+
+
+def test_simulate_limit_and_round_progress(tmp_path, unique_name, tmp_alc_dir, capsys):
+    images, masks = write_folder(tmp_path, n=4)
+    argv = [
+        "simulate",
+        "--images",
+        str(images),
+        "--masks",
+        str(masks),
+        "--classes",
+        "bg,square,bar",
+        "--rounds",
+        "2",
+        "--budget",
+        "3",
+        "--limit",
+        "2",
+        "--name",
+        unique_name,
+    ]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "2 images" in captured.out
+    assert "round 1/2" in captured.err and "round 2/2" in captured.err
+    assert "fit" in captured.err  # the model's fit has a bar of its own
+
+
+def test_clean_command(demo, capsys):
+    from alc_fiftyone.storage import write_mask
+
+    orphan = write_mask(np.zeros((40, 48), np.uint8), demo, "pseudo", "orphan")
+    demo.persistent = True
+    assert main(["clean", demo.name, "--dry-run", "--min-age", "0"]) == 0
+    assert Path(orphan).exists() and "1 file" in capsys.readouterr().out
+    assert main(["clean", demo.name, "--min-age", "0"]) == 0
+    assert not Path(orphan).exists()
