@@ -144,7 +144,7 @@ def cmd_simulate(args, bar) -> None:
     _folder(args.masks, "masks")
     import alc_fiftyone as alc
 
-    from .replace import discard
+    from .store.datasets import discard
 
     ds = _load_folder(alc, args, bar, persistent=args.keep, overwrite=False, limit=args.limit)
     try:
@@ -242,7 +242,7 @@ def cmd_rank(args, bar) -> None:
 
 def cmd_evaluate(args, bar) -> None:
     import alc_fiftyone as alc
-    from alc_fiftyone.evaluation import format_per_class
+    from alc_fiftyone.steps.evaluation import format_per_class
 
     result = alc.evaluate(_load(args.dataset), args.label_field, args.gt_field, progress=bar)
     bar.close()
@@ -403,9 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", help="folder of images")
     p.add_argument("masks", help="folder of masks, paired with the images by file stem")
     _folder_options(p, "dataset name (default: the folder's name)")
-    p.add_argument(
-        "--label-field", default="ground_truth", metavar="F", help="field of the masks"
-    )
+    p.add_argument("--label-field", default="ground_truth", metavar="F", help="field of the masks")
     p.add_argument(
         "--mask-suffix", default="", metavar="S", help="mask file = <image stem><S>.<ext>"
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from .core.errors import ALCError
 
-class ALCError(Exception):
-    """Base class of the errors alc-fiftyone raises on purpose."""
+__all__ = ["ALCError", "DatabaseError", "OutputError", "QueryError", "SampleError"]
 
 
 class SampleError(ALCError):

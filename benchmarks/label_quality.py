@@ -80,9 +80,9 @@ def fill_synthetic_embeddings(ds, sam, seed: int) -> None:
     import numpy as np
     import torch
 
-    from alc_fiftyone import sam as fsam
     from alc_fiftyone.core.head import preprocess_shape
     from alc_fiftyone.core.sam import ImageEmbedding
+    from alc_fiftyone.models import embeddings as fsam
 
     size = sam.image_encoder.img_size
     rng = np.random.default_rng(seed)
@@ -259,7 +259,7 @@ def main(argv=None) -> int:
         try:
             if args.model == "sam_head" or args.model.startswith("backbone:"):
                 # one model instance (one SAM in memory) for every method; features once
-                from alc_fiftyone.probabilities import get_model
+                from alc_fiftyone.models.registry import get_model
 
                 model = get_model(args.model, **model_kwargs)
                 t0 = time.perf_counter()

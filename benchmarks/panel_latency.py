@@ -107,7 +107,7 @@ def main(argv=None) -> int:
 
     import alc_fiftyone as alc
     import panels.review
-    from alc_fiftyone.review import get_query
+    from alc_fiftyone.review.queries import get_query
     from panels.review import ReviewPanel
 
     if args.cache_seconds is not None:

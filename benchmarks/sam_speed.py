@@ -41,8 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alc_fiftyone.core import sam as csam
-from alc_fiftyone.core.sam_masks import automatic_masks
-from alc_fiftyone.core.superpixels import sam_superpixels_batch
+from alc_fiftyone.core.sam_masks import automatic_masks, sam_superpixels_batch
 
 
 def _sync(device):

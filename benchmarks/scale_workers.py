@@ -1,6 +1,6 @@
 """Scale out: wall time of the same shard set with 1 and 2 ``fiftyone delegated launch`` workers.
 
-A dataset of ``--samples`` generated images (``benchmarks/scale.py``'s generator, default
+A dataset of ``--samples`` generated images (``benchmarks/_generated.py``, the generator of ``scale.py``, default
 2,000 of 64x48) goes through SLIC superpixels and ranking (``features`` model, ``sim``, 2%
 budget), each queued as ``--shards`` delegated operations with ``alc.queue_shards`` and run by
 1, then 2 worker processes (a fresh dataset each time, generated before the workers start).
@@ -110,7 +110,7 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
 
 def make_dataset(args, tag: str):
     import fiftyone as fo
-    from scale import generate
+    from _generated import generate
 
     name = f"alc-bench-workers-{tag}-{uuid.uuid4().hex[:8]}"
     generate(name, args.samples, args.wh, args.pool)
@@ -118,7 +118,7 @@ def make_dataset(args, tag: str):
 
 
 def delete_dataset(ds) -> None:
-    from alc_fiftyone import storage
+    from alc_fiftyone.store import files as storage
 
     folder = storage.dataset_dir(ds)
     ds.delete()

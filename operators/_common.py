@@ -1,13 +1,18 @@
-"""What every operator of the plugin shares: delegation, progress, field choices, summaries.
+"""What every operator of the plugin shares: one base class that builds the configuration,
+the form frame, the defaults (taken from the SDK function the operator adapts), delegation,
+shards, progress and the summary output.
 
-Operators only adapt ``alc_fiftyone`` functions to the App. The library is imported inside
-``execute`` so that registering the plugin (at every App start) stays light.
+Operators only adapt ``alc_fiftyone`` functions to the App, through its public API
+(``import alc_fiftyone as alc``). The library is imported when a form is resolved or an
+operator runs, never when the plugin is registered (at every App start), so that stays light.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+from typing import ClassVar
 
 import fiftyone.operators as foo
 from fiftyone.operators import types
@@ -21,51 +26,112 @@ EXPORT_FORMATS = {
 }
 
 
-def superpixel_methods() -> tuple[str, ...]:
-    from alc_fiftyone.core.superpixels import METHODS
+def alc():
+    import alc_fiftyone
 
-    return METHODS
-
-
-def acquisition_methods() -> tuple[str, ...]:
-    from alc_fiftyone.core.acquisition import METHODS
-
-    return METHODS
+    return alc_fiftyone
 
 
-def operator_config(name: str, label: str, description: str, icon: str) -> foo.OperatorConfig:
-    """The configuration shared by the plugin's operators (dynamic forms, delegation allowed)."""
-    return foo.OperatorConfig(
-        name=name,
-        label=f"ALC: {label}",
-        description=description,
-        icon=icon,
-        dynamic=True,
-        allow_immediate_execution=True,
-        allow_delegated_execution=True,
-        resolve_execution_options_on_change=True,
-    )
+_DEFAULTS: dict[str, dict] = {}
+
+
+def sdk_defaults(function: str) -> dict:
+    """The keyword defaults of the public SDK function ``alc.<function>`` (cached)."""
+    if function not in _DEFAULTS:
+        sig = inspect.signature(getattr(alc(), function))
+        _DEFAULTS[function] = {
+            name: p.default
+            for name, p in sig.parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+    return _DEFAULTS[function]
 
 
 class ALCOperator(foo.Operator):
-    """Base class: delegated execution for large targets and a JSON summary as output.
+    """Base class of the plugin's operators.
 
-    ``delegate`` in the params forces the choice (True: delegated, False: immediate);
-    without it the App offers both and preselects delegation above ``DELEGATE_ABOVE`` samples.
+    A subclass sets ``NAME``, ``LABEL``, ``DESCRIPTION``, ``ICON`` and ``SDK`` (the name of the
+    public SDK function it adapts, whose keyword defaults fill the form), optionally
+    ``FORM_DEFAULTS`` (defaults the form sets differently from the SDK, on purpose) and
+    ``SHARDABLE``; it writes :meth:`form` (the inputs) and :meth:`run` (the call, returning the
+    output dict). The base builds the configuration and the form frame, suggests delegated
+    execution for large targets, queues one delegated operation per shard when asked, and
+    reloads the App's dataset after a run that wrote fields.
+
+    ``delegate`` in the params forces the choice (True: delegated, False: immediate); without
+    it the App offers both and preselects delegation above ``DELEGATE_ABOVE`` samples.
     """
+
+    NAME = ""
+    LABEL = ""
+    DESCRIPTION = ""
+    ICON = ""
+    SDK: str | None = None
+    FORM_DEFAULTS: ClassVar[dict] = {}
+    SHARDABLE = False
+    RELOADS = True  # the run writes fields: the App reloads the dataset afterwards
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name=self.NAME,
+            label=f"ALC: {self.LABEL}",
+            description=self.DESCRIPTION,
+            icon=self.ICON,
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            resolve_execution_options_on_change=True,
+        )
+
+    # --- defaults and parameters ---------------------------------------------------------
+
+    def defaults(self) -> dict:
+        """The form's defaults: the SDK function's, then :attr:`FORM_DEFAULTS`."""
+        base = sdk_defaults(self.SDK) if self.SDK else {}
+        return {**base, **self.FORM_DEFAULTS}
+
+    def param(self, ctx, name: str):
+        """``ctx.params[name]``, or the default when it is missing or blank (the App fills in
+        defaults, ``execute_operator`` does not)."""
+        value = ctx.params.get(name)
+        return self.defaults().get(name) if value is None or value == "" else value
+
+    # --- the form and the run --------------------------------------------------------------
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        self.form(ctx, inputs)
+        if self.SHARDABLE:
+            shard_inputs(inputs)
+        return types.Property(inputs, view=types.View(label=self.config.label))
+
+    def form(self, ctx, inputs: types.Object) -> None:  # pragma: no cover - interface
+        """Add the operator's inputs to ``inputs``."""
+
+    def execute(self, ctx):
+        if self.SHARDABLE:
+            queued = self.queue_shards(ctx)
+            if queued is not None:
+                return queued
+        out = self.run(ctx)
+        if self.RELOADS:
+            reload_app(ctx)
+        return out
+
+    def run(self, ctx) -> dict:  # pragma: no cover - interface
+        raise NotImplementedError
 
     def target(self, ctx, sharded: bool = True):
         """The samples the operator acts on: the target view, or its shard when the params
-        hold ``shard`` (``"i/n"``, an id range; see :mod:`alc_fiftyone.sharding`, used by
-        ``alc.queue_shards``). ``sharded=False``: the whole target view (ranking slices it
+        hold ``shard`` (``"i/n"``, an id range; see :mod:`alc_fiftyone.steps.sharding`, used
+        by ``alc.queue_shards``). ``sharded=False``: the whole target view (ranking slices it
         itself, to resolve its budget over all of it and merge the shards)."""
         view = ctx.target_view()
         shard = ctx.params.get("shard")
         if not sharded or shard in (None, ""):
             return view
-        from alc_fiftyone.sharding import shard_view
-
-        return shard_view(view, shard)
+        return alc().shard_view(view, shard)
 
     def resolve_delegation(self, ctx):
         delegate = ctx.params.get("delegate")
@@ -78,10 +144,8 @@ class ALCOperator(foo.Operator):
         count = int(ctx.params.get("num_shards") or 1)
         if count <= 1 or ctx.params.get("shard") not in (None, ""):
             return None
-        from alc_fiftyone.sharding import queue_shards
-
         params = {k: v for k, v in ctx.params.items() if k not in ("num_shards", "delegate")}
-        run = queue_shards(ctx.target_view(), self.uri, params, count)
+        run = alc().queue_shards(ctx.target_view(), self.uri, params, count)
         summary = {"run_id": run.run_id, "shards": run.num_shards, "operations": run.op_ids}
         return {"summary": summary}
 
@@ -105,11 +169,7 @@ class ALCOperator(foo.Operator):
         return types.Property(outputs, view=types.View(label=self.config.label))
 
 
-def param(ctx, name: str, defaults: dict):
-    """``ctx.params[name]``, or the form's default when it is missing or blank (the App fills
-    in defaults, ``execute_operator`` does not)."""
-    value = ctx.params.get(name)
-    return defaults.get(name) if value is None or value == "" else value
+# --- form pieces ---------------------------------------------------------------------------
 
 
 def segmentation_fields(ctx) -> list[str]:
@@ -161,6 +221,10 @@ def rerun_inputs(inputs: types.Object, defaults: dict) -> None:
         label="Overwrite",
         description="Recompute samples that are already done",
     )
+    skip_failures_input(inputs, defaults)
+
+
+def skip_failures_input(inputs: types.Object, defaults: dict) -> None:
     inputs.bool(
         "skip_failures",
         default=defaults["skip_failures"],

@@ -8,39 +8,43 @@ from ._common import (
     EXPORT_FORMATS,
     ALCOperator,
     ContextProgress,
+    alc,
     field_choice,
     jsonable,
-    operator_config,
-    param,
+    sdk_defaults,
     segmentation_fields,
+    skip_failures_input,
     target_notice,
 )
 
-EXPORT_DEFAULTS = {"field": "alc_revised", "format": "voc"}
-SAVE_DEFAULTS = {"revised_field": "alc_revised"}
-
 
 class ExportMasks(ALCOperator):
-    @property
-    def config(self):
-        return operator_config(
-            "export_masks",
-            "Export masks",
-            "Write a segmentation field of the target view as PNG masks (VOC palette or "
-            "class index)",
-            icon="download",
-        )
+    NAME = "export_masks"
+    LABEL = "Export masks"
+    DESCRIPTION = (
+        "Write a segmentation field of the target view as PNG masks (VOC palette or class index)"
+    )
+    ICON = "download"
+    SDK = "export_masks"
+    RELOADS = False
 
-    def resolve_input(self, ctx):
-        inputs = types.Object()
+    def defaults(self) -> dict:
+        # the SDK takes no default field; the form offers the corrected labels
+        return {
+            **super().defaults(),
+            "field": sdk_defaults("save_revised_version")["revised_field"],
+        }
+
+    def form(self, ctx, inputs):
+        d = self.defaults()
         target_notice(inputs, len(ctx.target_view()), "Export the masks of")
         field_choice(
             inputs,
             "field",
             segmentation_fields(ctx),
             "Field",
-            "The masks to write",
-            default=EXPORT_DEFAULTS["field"],
+            "The masks to write (samples without them get the ranked labels)",
+            default=d["field"],
         )
         inputs.str(
             "out_dir",
@@ -51,46 +55,43 @@ class ExportMasks(ALCOperator):
         formats = types.RadioGroup()
         for name, description in EXPORT_FORMATS.items():
             formats.add_choice(name, label=name, description=description)
-        inputs.enum(
-            "format",
-            formats.values(),
-            default=EXPORT_DEFAULTS["format"],
-            label="Format",
-            view=formats,
+        inputs.enum("format", formats.values(), default=d["format"], label="Format", view=formats)
+        inputs.bool(
+            "overwrite",
+            default=d["overwrite"],
+            label="Overwrite",
+            description="Replace files already in the folder",
         )
-        _skip_failures_input(inputs)
-        return types.Property(inputs, view=types.View(label=self.config.label))
+        skip_failures_input(inputs, d)
 
-    def execute(self, ctx):
-        import alc_fiftyone as alc
-
-        summary = alc.export_masks(
+    def run(self, ctx):
+        summary = alc().export_masks(
             self.target(ctx),
-            param(ctx, "field", EXPORT_DEFAULTS),
+            self.param(ctx, "field"),
             ctx.params["out_dir"],
-            format=param(ctx, "format", EXPORT_DEFAULTS),
-            skip_failures=bool(ctx.params.get("skip_failures", False)),
+            format=self.param(ctx, "format"),
+            overwrite=bool(self.param(ctx, "overwrite")),
+            skip_failures=bool(self.param(ctx, "skip_failures")),
             progress=ContextProgress(ctx),
         )
         return {"summary": jsonable(summary)}
 
 
 class SaveRevisedVersion(ALCOperator):
-    @property
-    def config(self):
-        return operator_config(
-            "save_revised_version",
-            "Save revised version",
-            "Save the corrected labels as a new dataset (a clone with new mask files and "
-            "provenance)",
-            icon="save",
-        )
+    NAME = "save_revised_version"
+    LABEL = "Save revised version"
+    DESCRIPTION = (
+        "Save the corrected labels as a new dataset (a clone with new mask files and provenance)"
+    )
+    ICON = "save"
+    SDK = "save_revised_version"
+    RELOADS = False
 
-    def target(self, ctx):
+    def target(self, ctx, sharded: bool = True):
         return ctx.dataset
 
-    def resolve_input(self, ctx):
-        inputs = types.Object()
+    def form(self, ctx, inputs):
+        d = self.defaults()
         fields = segmentation_fields(ctx)
         inputs.str("name", required=True, label="New dataset name")
         field_choice(
@@ -99,7 +100,7 @@ class SaveRevisedVersion(ALCOperator):
             fields,
             "Revised field",
             "The corrected labels",
-            default=SAVE_DEFAULTS["revised_field"],
+            default=d["revised_field"],
         )
         field_choice(
             inputs,
@@ -109,27 +110,22 @@ class SaveRevisedVersion(ALCOperator):
             "The label field the revised labels belong to (blank: the one recorded when ranking)",
             optional=True,
         )
-        _skip_failures_input(inputs)
-        return types.Property(inputs, view=types.View(label=self.config.label))
+        inputs.bool(
+            "overwrite",
+            default=d["overwrite"],
+            label="Overwrite",
+            description="Replace a dataset of that name (only once the new one is complete)",
+        )
+        skip_failures_input(inputs, d)
 
-    def execute(self, ctx):
-        import alc_fiftyone as alc
-
-        version = alc.save_revised_version(
+    def run(self, ctx):
+        version = alc().save_revised_version(
             ctx.dataset,
             ctx.params["name"],
-            revised_field=param(ctx, "revised_field", SAVE_DEFAULTS),
-            label_field=ctx.params.get("label_field"),
-            skip_failures=bool(ctx.params.get("skip_failures", False)),
+            revised_field=self.param(ctx, "revised_field"),
+            label_field=ctx.params.get("label_field") or None,
+            overwrite=bool(self.param(ctx, "overwrite")),
+            skip_failures=bool(self.param(ctx, "skip_failures")),
         )
         failed = version.info["alc"]["provenance"].get("failed", [])
         return {"summary": {"dataset": version.name, "samples": len(version), "failed": failed}}
-
-
-def _skip_failures_input(inputs: types.Object) -> None:
-    inputs.bool(
-        "skip_failures",
-        default=False,
-        label="Skip failures",
-        description="Skip (and list) samples whose masks cannot be read instead of stopping",
-    )

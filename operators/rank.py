@@ -7,29 +7,14 @@ from fiftyone.operators import types
 from ._common import (
     ALCOperator,
     ContextProgress,
-    acquisition_methods,
+    alc,
     budget_value,
     field_choice,
     jsonable,
-    operator_config,
-    param,
-    reload_app,
     segmentation_fields,
-    shard_inputs,
+    skip_failures_input,
     target_notice,
 )
-
-DEFAULTS = {
-    "superpixel_field": "alc_superpixels",
-    "method": "sim",
-    "budget": None,
-    "queries_field": "alc_queries",
-    "exclude_answered": True,
-    "model": "features",
-    "tau": 0.0,
-    "seed": 0,
-}
-
 
 #: learned probability models offered by name (any other value can still be typed)
 MODEL_CHOICES = {
@@ -52,7 +37,7 @@ def probability_fields(ctx) -> list[str]:
 def acquisition_inputs(inputs, defaults: dict, ctx=None) -> None:
     """The method and model inputs shared by ranking and simulation."""
     methods = types.Dropdown()
-    for m in acquisition_methods():
+    for m in alc().ACQUISITION_METHODS:
         methods.add_choice(m, label=m)
     inputs.enum(
         "method",
@@ -80,21 +65,21 @@ def acquisition_inputs(inputs, defaults: dict, ctx=None) -> None:
 
 
 class RankSuperpixels(ALCOperator):
-    @property
-    def config(self):
-        return operator_config(
-            "rank_superpixels",
-            "Rank superpixels",
-            "Score the superpixels by how likely their label is wrong and write the top "
-            "ones as correction queries",
-            icon="format_list_numbered",
-        )
+    NAME = "rank_superpixels"
+    LABEL = "Rank superpixels"
+    DESCRIPTION = (
+        "Score the superpixels by how likely their label is wrong and write the top ones as "
+        "correction queries"
+    )
+    ICON = "format_list_numbered"
+    SDK = "rank_superpixels"
+    SHARDABLE = True
 
-    def resolve_input(self, ctx):
-        inputs = types.Object()
+    def form(self, ctx, inputs):
+        d = self.defaults()
         target_notice(inputs, len(ctx.target_view()), "Rank the superpixels of")
         fields = segmentation_fields(ctx)
-        superpixel_field = param(ctx, "superpixel_field", DEFAULTS)
+        superpixel_field = self.param(ctx, "superpixel_field")
         field_choice(
             inputs,
             "label_field",
@@ -108,9 +93,9 @@ class RankSuperpixels(ALCOperator):
             fields,
             "Superpixel field",
             "Superpixel id maps (see 'Compute superpixels')",
-            default=DEFAULTS["superpixel_field"],
+            default=d["superpixel_field"],
         )
-        acquisition_inputs(inputs, DEFAULTS, ctx)
+        acquisition_inputs(inputs, d, ctx)
         inputs.float(
             "budget",
             min=0,
@@ -120,54 +105,40 @@ class RankSuperpixels(ALCOperator):
         )
         inputs.str(
             "queries_field",
-            default=DEFAULTS["queries_field"],
+            default=d["queries_field"],
             label="Queries field",
             description="Detections field receiving the queries",
         )
         inputs.bool(
             "exclude_answered",
-            default=DEFAULTS["exclude_answered"],
+            default=d["exclude_answered"],
             label="Exclude answered",
             description="Do not ask again about superpixels that already have an answer",
         )
         inputs.float(
             "tau",
-            default=DEFAULTS["tau"],
+            default=d["tau"],
             label="Expansion threshold (tau)",
             description="An answer relabels the superpixel pixels whose class probabilities "
             "have cosine similarity >= tau with the representative pixel's (0: all of them)",
         )
-        inputs.bool(
-            "skip_failures",
-            default=False,
-            label="Skip failures",
-            description="Leave out (and list) samples whose files cannot be read instead of "
-            "stopping",
-        )
-        shard_inputs(inputs)
-        return types.Property(inputs, view=types.View(label=self.config.label))
+        skip_failures_input(inputs, d)
 
-    def execute(self, ctx):
-        import alc_fiftyone as alc
-
-        queued = self.queue_shards(ctx)
-        if queued is not None:
-            return queued
-        summary = alc.rank_superpixels(
+    def run(self, ctx):
+        summary = alc().rank_superpixels(
             self.target(ctx, sharded=False),
             ctx.params["label_field"],
-            superpixel_field=param(ctx, "superpixel_field", DEFAULTS),
-            method=param(ctx, "method", DEFAULTS),
+            superpixel_field=self.param(ctx, "superpixel_field"),
+            method=self.param(ctx, "method"),
             budget=budget_value(ctx.params.get("budget")),
-            queries_field=param(ctx, "queries_field", DEFAULTS),
-            exclude_answered=param(ctx, "exclude_answered", DEFAULTS),
-            model=param(ctx, "model", DEFAULTS),
-            tau=param(ctx, "tau", DEFAULTS),
-            seed=param(ctx, "seed", DEFAULTS),
-            skip_failures=bool(ctx.params.get("skip_failures", False)),
+            queries_field=self.param(ctx, "queries_field"),
+            exclude_answered=self.param(ctx, "exclude_answered"),
+            model=self.param(ctx, "model"),
+            tau=self.param(ctx, "tau"),
+            seed=self.param(ctx, "seed"),
+            skip_failures=bool(self.param(ctx, "skip_failures")),
             progress=ContextProgress(ctx),
             shard=ctx.params.get("shard") or None,
             run_id=ctx.params.get("run_id"),
         )
-        reload_app(ctx)
         return {"summary": jsonable(summary)}

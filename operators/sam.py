@@ -13,41 +13,19 @@ from fiftyone.operators import types
 from ._common import (
     ALCOperator,
     ContextProgress,
+    alc,
     jsonable,
-    operator_config,
-    param,
-    reload_app,
     rerun_inputs,
-    shard_inputs,
+    sdk_defaults,
     target_notice,
 )
 
 MODEL_TYPES = ("vit_h", "vit_l", "vit_b")
 
-PSEUDO_DEFAULTS = {
-    "field": "alc_pseudo",
-    "instances_field": "alc_pseudo_instances",
-    "uncovered": "background",
-    "model_type": "vit_h",
-    "batch_size": 8,
-    "cache": True,
-    "overwrite": False,
-    "skip_failures": True,
-}
-
-SP_DEFAULTS = {
-    "method": "sam",
-    "field": "alc_superpixels",
-    "instances_field": "alc_pseudo_instances",
-    "fill": False,
-    "model_type": "vit_h",
-    "points_per_side": 32,
-    "min_area": 100,
-    "batch_size": 8,
-    "cache": True,
-    "overwrite": False,
-    "skip_failures": True,
-}
+# What the SAM forms set differently from the SDK, on purpose: in the App a long SAM run
+# should not stop at one bad image (skip and list it), and the embeddings are worth keeping
+# for the sam_head model and later SAM passes.
+SAM_FORM_DEFAULTS = {"cache": True, "skip_failures": True}
 
 
 def detections_fields(ctx) -> list[str]:
@@ -59,6 +37,7 @@ def detections_fields(ctx) -> list[str]:
 
 
 def _model_inputs(inputs: types.Object, defaults: dict) -> None:
+    """SAM model, checkpoint, batch size and cache inputs."""
     models = types.Dropdown(label="SAM model")
     for m in MODEL_TYPES:
         models.add_choice(m, label=m)
@@ -86,28 +65,29 @@ def _model_inputs(inputs: types.Object, defaults: dict) -> None:
     )
 
 
-def _model_kwargs(ctx, defaults: dict) -> dict:
+def _model_kwargs(op: ALCOperator, ctx) -> dict:
     return {
-        "model_type": param(ctx, "model_type", defaults),
+        "model_type": op.param(ctx, "model_type"),
         "checkpoint": ctx.params.get("checkpoint") or None,
-        "batch_size": int(param(ctx, "batch_size", defaults)),
-        "cache": bool(param(ctx, "cache", defaults)),
+        "batch_size": int(op.param(ctx, "batch_size")),
+        "cache": bool(op.param(ctx, "cache")),
     }
 
 
 class GeneratePseudoLabels(ALCOperator):
-    @property
-    def config(self):
-        return operator_config(
-            "generate_pseudo_labels",
-            "Generate pseudo labels with SAM",
-            "Turn the boxes of a Detections field into segmentation pseudo labels with SAM "
-            "(one mask per box, smaller masks on top)",
-            icon="auto_fix_high",
-        )
+    NAME = "generate_pseudo_labels"
+    LABEL = "Generate pseudo labels with SAM"
+    DESCRIPTION = (
+        "Turn the boxes of a Detections field into segmentation pseudo labels with SAM (one "
+        "mask per box, smaller masks on top)"
+    )
+    ICON = "auto_fix_high"
+    SDK = "generate_pseudo_labels"
+    FORM_DEFAULTS = SAM_FORM_DEFAULTS
+    SHARDABLE = True
 
-    def resolve_input(self, ctx):
-        inputs = types.Object()
+    def form(self, ctx, inputs):
+        d = self.defaults()
         target_notice(inputs, len(ctx.target_view()), "Generate pseudo labels for")
         fields = detections_fields(ctx)
         dropdown = types.Dropdown(label="Boxes")
@@ -123,10 +103,10 @@ class GeneratePseudoLabels(ALCOperator):
             invalid=not fields,
             error_message="this dataset has no Detections field" if not fields else "",
         )
-        inputs.str("field", default=PSEUDO_DEFAULTS["field"], label="Output field")
+        inputs.str("field", default=d["field"], label="Output field")
         inputs.str(
             "instances_field",
-            default=PSEUDO_DEFAULTS["instances_field"],
+            default=d["instances_field"],
             label="Instances field",
             description="Also write the painted instance ids here (the paper's superpixels)",
         )
@@ -136,49 +116,57 @@ class GeneratePseudoLabels(ALCOperator):
         inputs.enum(
             "uncovered",
             uncovered.values(),
-            default=PSEUDO_DEFAULTS["uncovered"],
+            default=d["uncovered"],
             label="Pixels no mask covers",
             view=uncovered,
         )
-        _model_inputs(inputs, PSEUDO_DEFAULTS)
-        rerun_inputs(inputs, PSEUDO_DEFAULTS)
-        shard_inputs(inputs)
-        return types.Property(inputs, view=types.View(label=self.config.label))
+        _model_inputs(inputs, d)
+        rerun_inputs(inputs, d)
 
-    def execute(self, ctx):
-        import alc_fiftyone as alc
-
-        queued = self.queue_shards(ctx)
-        if queued is not None:
-            return queued
-        summary = alc.generate_pseudo_labels(
+    def run(self, ctx):
+        summary = alc().generate_pseudo_labels(
             self.target(ctx),
             ctx.params["prompt_field"],
-            field=param(ctx, "field", PSEUDO_DEFAULTS),
-            instances_field=param(ctx, "instances_field", PSEUDO_DEFAULTS) or None,
-            uncovered=param(ctx, "uncovered", PSEUDO_DEFAULTS),
-            overwrite=bool(param(ctx, "overwrite", PSEUDO_DEFAULTS)),
-            skip_failures=bool(param(ctx, "skip_failures", PSEUDO_DEFAULTS)),
+            field=self.param(ctx, "field"),
+            instances_field=self.param(ctx, "instances_field") or None,
+            uncovered=self.param(ctx, "uncovered"),
+            overwrite=bool(self.param(ctx, "overwrite")),
+            skip_failures=bool(self.param(ctx, "skip_failures")),
             progress=ContextProgress(ctx),
-            **_model_kwargs(ctx, PSEUDO_DEFAULTS),
+            **_model_kwargs(self, ctx),
         )
-        reload_app(ctx)
         return {"summary": jsonable(summary)}
 
 
 class ComputeSamSuperpixels(ALCOperator):
-    @property
-    def config(self):
-        return operator_config(
-            "compute_sam_superpixels",
-            "Compute SAM superpixels",
-            "Superpixels from SAM automatic masks with the gaps filled by SLIC, or from the "
-            "pseudo-label instance masks",
-            icon="auto_awesome_mosaic",
-        )
+    NAME = "compute_sam_superpixels"
+    LABEL = "Compute SAM superpixels"
+    DESCRIPTION = (
+        "Superpixels from SAM automatic masks with the gaps filled by SLIC, or from the "
+        "pseudo-label instance masks"
+    )
+    ICON = "auto_awesome_mosaic"
+    SDK = "compute_superpixels"
+    SHARDABLE = True
 
-    def resolve_input(self, ctx):
-        inputs = types.Object()
+    def defaults(self) -> dict:
+        # the SDK's compute_superpixels, with the SAM pipeline's own parameters (its
+        # signature holds them) and the instances field of the pseudo labels
+        sam = sdk_defaults("generate_pseudo_labels")
+        return {
+            **super().defaults(),
+            "method": "sam",  # this form is for the SAM methods (slic has its own operator)
+            "instances_field": sam["instances_field"],
+            "fill": False,
+            "points_per_side": 32,
+            "min_area": 100,
+            "model_type": sam["model_type"],
+            "batch_size": sam["batch_size"],
+            **SAM_FORM_DEFAULTS,
+        }
+
+    def form(self, ctx, inputs):
+        d = self.defaults()
         target_notice(inputs, len(ctx.target_view()), "Compute SAM superpixels for")
         methods = types.RadioGroup()
         methods.add_choice("sam", label="SAM automatic masks + SLIC (full coverage)")
@@ -186,72 +174,64 @@ class ComputeSamSuperpixels(ALCOperator):
         inputs.enum(
             "method",
             methods.values(),
-            default=SP_DEFAULTS["method"],
+            default=d["method"],
             label="Method",
             view=methods,
         )
-        inputs.str("field", default=SP_DEFAULTS["field"], label="Output field")
-        method = param(ctx, "method", SP_DEFAULTS)
+        inputs.str("field", default=d["field"], label="Output field")
+        method = self.param(ctx, "method")
         if method == "sam":
             inputs.int(
                 "points_per_side",
-                default=SP_DEFAULTS["points_per_side"],
+                default=d["points_per_side"],
                 min=1,
                 label="Points per side",
                 description="Grid of point prompts per image",
             )
-            _model_inputs(inputs, SP_DEFAULTS)
+            _model_inputs(inputs, d)
         else:
             inputs.str(
                 "instances_field",
-                default=SP_DEFAULTS["instances_field"],
+                default=d["instances_field"],
                 label="Instances field",
                 description="Written by 'Generate pseudo labels with SAM'",
             )
             inputs.bool(
                 "fill",
-                default=SP_DEFAULTS["fill"],
+                default=d["fill"],
                 label="Fill uncovered pixels",
                 description="Split pixels no mask covers with SLIC (off: never queried)",
             )
         inputs.int(
             "min_area",
-            default=SP_DEFAULTS["min_area"] if method == "sam" else 0,
+            default=d["min_area"] if method == "sam" else 0,
             min=0,
             label="Minimum area",
             description="Merge pieces smaller than this (pixels) into their neighbour",
         )
-        rerun_inputs(inputs, SP_DEFAULTS)
-        shard_inputs(inputs)
-        return types.Property(inputs, view=types.View(label=self.config.label))
+        rerun_inputs(inputs, d)
 
-    def execute(self, ctx):
-        import alc_fiftyone as alc
-
-        queued = self.queue_shards(ctx)
-        if queued is not None:
-            return queued
-        method = param(ctx, "method", SP_DEFAULTS)
+    def run(self, ctx):
+        method = self.param(ctx, "method")
         if method == "sam":
             extra = {
-                "points_per_side": int(param(ctx, "points_per_side", SP_DEFAULTS)),
-                "min_area": int(param(ctx, "min_area", SP_DEFAULTS)),
-                **_model_kwargs(ctx, SP_DEFAULTS),
+                "points_per_side": int(self.param(ctx, "points_per_side")),
+                "min_area": int(self.param(ctx, "min_area")),
+                **_model_kwargs(self, ctx),
             }
         else:
             extra = {
-                "instances_field": param(ctx, "instances_field", SP_DEFAULTS),
-                "fill": bool(param(ctx, "fill", SP_DEFAULTS)),
+                "instances_field": self.param(ctx, "instances_field"),
+                "fill": bool(self.param(ctx, "fill")),
                 "min_area": int(ctx.params.get("min_area") or 0),
             }
-        summary = alc.compute_superpixels(
+        summary = alc().compute_superpixels(
             self.target(ctx),
             method=method,
-            field=param(ctx, "field", SP_DEFAULTS),
-            overwrite=bool(param(ctx, "overwrite", SP_DEFAULTS)),
-            skip_failures=bool(param(ctx, "skip_failures", SP_DEFAULTS)),
+            field=self.param(ctx, "field"),
+            overwrite=bool(self.param(ctx, "overwrite")),
+            skip_failures=bool(self.param(ctx, "skip_failures")),
             progress=ContextProgress(ctx),
             **extra,
         )
-        reload_app(ctx)
         return {"summary": jsonable(summary)}

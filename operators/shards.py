@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
-from fiftyone.operators import types
-
-from ._common import ALCOperator, jsonable, operator_config, reload_app
+from ._common import ALCOperator, alc, jsonable
 
 
 class MergeRanking(ALCOperator):
-    @property
-    def config(self):
-        return operator_config(
-            "merge_ranking",
-            "Merge ranking shards",
-            "Keep the global top-B of the queries written by the shards of a sharded ranking "
-            "(automatic when the last shard finishes; run it when that merge was interrupted)",
-            icon="merge",
-        )
+    NAME = "merge_ranking"
+    LABEL = "Merge ranking shards"
+    DESCRIPTION = (
+        "Keep the global top-B of the queries written by the shards of a sharded ranking "
+        "(automatic when the last shard finishes; run it when that merge was interrupted)"
+    )
+    ICON = "merge"
+    SDK = "merge_ranking"
 
-    def resolve_input(self, ctx):
-        inputs = types.Object()
+    def form(self, ctx, inputs):
         inputs.str(
             "run_id",
             required=True,
             label="Run id",
             description="The run id of the ranking shards (alc.queue_shards returned it)",
         )
-        return types.Property(inputs, view=types.View(label=self.config.label))
 
-    def execute(self, ctx):
-        import alc_fiftyone as alc
-
-        record = alc.merge_ranking(self.target(ctx, sharded=False), ctx.params["run_id"])
-        reload_app(ctx)
+    def run(self, ctx):
+        record = alc().merge_ranking(self.target(ctx, sharded=False), ctx.params["run_id"])
         return {"summary": jsonable(record)}

@@ -4,26 +4,10 @@ from __future__ import annotations
 
 from fiftyone.operators import types
 
-from ._common import (
-    ALCOperator,
-    ContextProgress,
-    jsonable,
-    operator_config,
-    param,
-    reload_app,
-    rerun_inputs,
-    shard_inputs,
-    superpixel_methods,
-    target_notice,
-)
+from ._common import ALCOperator, ContextProgress, alc, jsonable, rerun_inputs, target_notice
 
-DEFAULTS = {
-    "method": "slic",
-    "field": "alc_superpixels",
-    "overwrite": False,
-    "skip_failures": False,
-}
-
+#: the methods this form offers (SAM ones have their own operator)
+FORM_METHODS = ("slic", "felzenszwalb")
 # The library parameters of each method, and their (form type, label, description); a blank
 # one gets the library's default.
 SUPERPIXEL_PARAMS = {
@@ -40,61 +24,50 @@ _METHOD_PARAMS = {
 
 
 class ComputeSuperpixels(ALCOperator):
-    @property
-    def config(self):
-        return operator_config(
-            "compute_superpixels",
-            "Compute superpixels",
-            "Split every image into superpixels (SLIC or Felzenszwalb), the regions that "
-            "correction queries ask about",
-            icon="grain",
-        )
+    NAME = "compute_superpixels"
+    LABEL = "Compute superpixels"
+    DESCRIPTION = (
+        "Split every image into superpixels (SLIC or Felzenszwalb), the regions that "
+        "correction queries ask about"
+    )
+    ICON = "grain"
+    SDK = "compute_superpixels"
+    SHARDABLE = True
 
-    def resolve_input(self, ctx):
-        inputs = types.Object()
+    def form(self, ctx, inputs):
+        d = self.defaults()
         target_notice(inputs, len(ctx.target_view()), "Compute superpixels for")
         methods = types.RadioGroup()
-        for m in superpixel_methods():
+        for m in FORM_METHODS:
             methods.add_choice(m, label=m)
-        inputs.enum(
-            "method", methods.values(), default=DEFAULTS["method"], label="Method", view=methods
-        )
+        inputs.enum("method", methods.values(), default=d["method"], label="Method", view=methods)
         inputs.str(
             "field",
-            default=DEFAULTS["field"],
+            default=d["field"],
             label="Output field",
             description="Segmentation field that receives the superpixel id maps",
         )
-        method = param(ctx, "method", DEFAULTS)
-        for name in SUPERPIXEL_PARAMS.get(method, ()):
+        for name in SUPERPIXEL_PARAMS.get(self.param(ctx, "method"), ()):
             kind, label, description = _METHOD_PARAMS[name]
             getattr(inputs, kind)(
                 name, min=0, label=label, description=f"{description} (blank: library default)"
             )
-        rerun_inputs(inputs, DEFAULTS)
-        shard_inputs(inputs)
-        return types.Property(inputs, view=types.View(label=self.config.label))
+        rerun_inputs(inputs, d)
 
-    def execute(self, ctx):
-        import alc_fiftyone as alc
-
-        queued = self.queue_shards(ctx)
-        if queued is not None:
-            return queued
-        method = param(ctx, "method", DEFAULTS)
+    def run(self, ctx):
+        method = self.param(ctx, "method")
         method_params = {
             name: ctx.params[name]
             for name in SUPERPIXEL_PARAMS.get(method, ())
             if ctx.params.get(name) is not None
         }
-        summary = alc.compute_superpixels(
+        summary = alc().compute_superpixels(
             self.target(ctx),
             method=method,
-            field=param(ctx, "field", DEFAULTS),
-            overwrite=param(ctx, "overwrite", DEFAULTS),
-            skip_failures=param(ctx, "skip_failures", DEFAULTS),
+            field=self.param(ctx, "field"),
+            overwrite=self.param(ctx, "overwrite"),
+            skip_failures=self.param(ctx, "skip_failures"),
             progress=ContextProgress(ctx),
             **method_params,
         )
-        reload_app(ctx)
         return {"summary": jsonable(summary)}

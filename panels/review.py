@@ -1,9 +1,11 @@
 """The review panel: answer correction queries one click each.
 
-Everything real is in ``alc_fiftyone`` (``review.next_query`` claims the next query,
-``answers.answer / undo / skip`` write at once, ``render.render_query`` draws the picture); the
-panel keeps in its state only the reviewer's name and the query on screen, so closing the
-browser loses nothing and reopening continues with the query the reviewer still holds.
+Everything real is in ``alc_fiftyone`` (``alc.next_query`` claims the next query,
+``alc.answer / undo / skip`` write at once, ``alc.render_query`` draws the picture; the few
+helpers beyond the public API come from ``alc_fiftyone.review``, the panel's one internal
+module); the panel keeps in its state only the reviewer's name and the query on screen, so
+closing the browser loses nothing and reopening continues with the query the reviewer still
+holds.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import zlib
 import fiftyone.operators as foo
 from fiftyone.operators import types
 
-PLUGIN = "@alc/active-label-correction"
 NUM_SUGGESTION_BUTTONS = 9
 # how long the panel's process may serve the queue and the progress counts from its caches
 # (review.next_query / review_progress ``max_age``): changes made through this process show
@@ -31,16 +32,17 @@ def _alc():
 def _view_key(ctx) -> str:
     """A short fingerprint of the view the panel works on (its dataset and pipeline, as the
     review caches tell views apart)."""
-    from alc_fiftyone.review import _view_key as identity
+    from alc_fiftyone.review import view_key
 
-    key = identity(ctx.view)
+    key = view_key(ctx.view)
     return f"{zlib.crc32(key.encode()):08x}-{len(key)}"
 
 
 def queries_field_of(dataset) -> str:
     """The queries field of the latest ranking round (``alc_queries`` by default)."""
-    rounds = ((dataset.info or {}).get("alc") or {}).get("rounds") or []
-    return (rounds[-1].get("queries_field") if rounds else None) or "alc_queries"
+    from alc_fiftyone.review import queries_field_of as field_of
+
+    return field_of(dataset)
 
 
 class ReviewPanel(foo.Panel):
@@ -77,7 +79,7 @@ class ReviewPanel(foo.Panel):
     def _serve(self, ctx, skip_ids=(), query_id=None, message=None, level="info"):
         """Claim and show the next query (or ``query_id``), refresh progress and picture."""
         alc = _alc()
-        from alc_fiftyone.render import data_uri
+        from alc_fiftyone.review import data_uri
 
         field = self._field(ctx)
         user = self._reviewer(ctx)
@@ -211,7 +213,7 @@ class ReviewPanel(foo.Panel):
         user = self._reviewer(ctx)
         field = self._field(ctx)
         try:
-            from alc_fiftyone.answers import last_answered
+            from alc_fiftyone.review import last_answered
 
             last = last_answered(ctx.dataset, field, user)
             if last is None:
@@ -257,18 +259,19 @@ class ReviewPanel(foo.Panel):
             "label_field"
         )
         ctx.prompt(
-            f"{PLUGIN}/rank_superpixels",
+            f"{_alc().PLUGIN_NAME}/rank_superpixels",
             params={"label_field": label_field, "queries_field": field},
             on_success=self.refresh,
         )
 
     def save_version(self, ctx):
         ctx.prompt(
-            f"{PLUGIN}/save_revised_version", params={"name": f"{ctx.dataset.name}-revised"}
+            f"{_alc().PLUGIN_NAME}/save_revised_version",
+            params={"name": f"{ctx.dataset.name}-revised"},
         )
 
     def export(self, ctx):
-        ctx.prompt(f"{PLUGIN}/export_masks")
+        ctx.prompt(f"{_alc().PLUGIN_NAME}/export_masks")
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -374,14 +377,9 @@ def _md(ctx, panel, name: str, text: str) -> None:
 
 
 def _class_names(ctx, q) -> list[str]:
-    from alc_fiftyone.errors import ALCError
-    from alc_fiftyone.labels import class_table
+    from alc_fiftyone.review import answer_classes
 
-    try:
-        names, ignore, num = class_table(ctx.dataset, q["label_field"])
-    except ALCError:
-        return list(q.get("suggestions") or [])
-    return [names[v] for v in sorted(names) if v < num or v == ignore]
+    return answer_classes(ctx.dataset, q["label_field"]) or list(q.get("suggestions") or [])
 
 
 def _progress_md(p: dict, reviewer) -> str:

@@ -317,7 +317,11 @@ def test_bad_method_is_refused_before_anything_loads(tmp_path):
         "    print(e.code, 'fiftyone' in sys.modules)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], env=python_subprocess_env(), capture_output=True, text=True
+        [sys.executable, "-c", code],
+        env=python_subprocess_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.stdout.split() == ["2", "False"], proc.stderr
     assert "smi" in proc.stderr and "sim" in proc.stderr
@@ -427,7 +431,7 @@ def test_simulate_limit_and_round_progress(tmp_path, unique_name, tmp_alc_dir, c
 
 
 def test_clean_command(demo, capsys):
-    from alc_fiftyone.storage import write_mask
+    from alc_fiftyone.store.files import write_mask
 
     orphan = write_mask(np.zeros((40, 48), np.uint8), demo, "pseudo", "orphan")
     demo.persistent = True

@@ -25,8 +25,11 @@ __all__ = [
     "AnswerOutcome",
     "answer_query",
     "expand_answer",
+    "majority_class",
     "oracle_answer",
     "region_mask",
+    "restore_region",
+    "write_region",
 ]
 
 ORACLE_RULES = ("majority", "rep")
@@ -47,6 +50,29 @@ def _as_region(region: Any, shape: tuple[int, ...]) -> np.ndarray:
     if region.shape != tuple(shape):
         raise ValueError(f"region shape {region.shape} does not match {tuple(shape)}")
     return region
+
+
+def write_region(labels: np.ndarray, region: Any, value: int, window=None) -> int:
+    """Write ``value`` to every pixel of ``region`` of ``labels``, in place (the label
+    expansion of one answer); returns how many pixels changed. With ``window`` (a pair of
+    slices), ``region`` is the mask of that window of ``labels``."""
+    target = labels if window is None else labels[window]
+    region = _as_region(region, target.shape)
+    changed = int(np.count_nonzero(target[region] != value))
+    target[region] = value
+    return changed
+
+
+def restore_region(labels: np.ndarray, before: np.ndarray, region: Any, window=None) -> int:
+    """Put back, in place, the labels ``before`` had on ``region`` (an answer taken back);
+    returns how many pixels changed. ``window`` as in :func:`write_region`."""
+    target = labels if window is None else labels[window]
+    source = before if window is None else before[window]
+    region = _as_region(region, target.shape)
+    old = source[region]
+    restored = int(np.count_nonzero(target[region] != old))
+    target[region] = old
+    return restored
 
 
 def expand_answer(labels: Any, region: Any, answer: int) -> tuple[np.ndarray, int]:
@@ -71,9 +97,7 @@ def expand_answer(labels: Any, region: Any, answer: int) -> tuple[np.ndarray, in
         if not info.min <= answer <= info.max:
             raise ValueError(f"answer {answer} does not fit the label dtype {labels.dtype}")
     new = labels.copy()
-    changed = int(np.count_nonzero(new[region] != answer))
-    new[region] = answer
-    return new, changed
+    return new, write_region(new, region, answer)
 
 
 def region_mask(
@@ -89,6 +113,19 @@ def region_mask(
     if float(tau) > 0 and (probs is None or rep_yx is None):
         raise ValueError("tau > 0 needs probs and rep_yx to compute the expansion region")
     return expansion_mask(probs, superpixels, sp_id, rep_yx, tau)
+
+
+def majority_class(values: Any, num_classes: int | None = None, ignore_index=None) -> int | None:
+    """The most frequent class among ``values`` (any shape), ignore excluded, ties to the
+    smallest class; with ``num_classes`` only classes 0..C-1 count. None when none is left."""
+    v = np.asarray(values).ravel().astype(np.int64)
+    if ignore_index is not None:
+        v = v[v != ignore_index]
+    if num_classes is not None:
+        v = v[(v >= 0) & (v < num_classes)]
+    if v.size == 0:
+        return None
+    return int(np.bincount(v, minlength=num_classes or 0).argmax())
 
 
 def oracle_answer(
@@ -138,11 +175,9 @@ def oracle_answer(
         return int(gt[ry, rx])
     if ignore_index is not None:
         g = g[g != ignore_index]
-    if g.shape[0] == 0:
-        return None
-    if g.min() < 0:
+    if g.shape[0] and g.min() < 0:
         raise ValueError(f"ground truth holds negative values other than ignore: {g.min()}")
-    return int(np.bincount(g).argmax())
+    return majority_class(g)
 
 
 def answer_query(

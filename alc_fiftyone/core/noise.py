@@ -377,3 +377,12 @@ def _full(m: np.ndarray, vals: Any) -> Any:
     out = np.zeros(m.shape, dtype=vals.dtype)
     out[m] = vals
     return out
+
+
+def sample_seed(seed: int, filepath: str) -> int:
+    """Seed of one sample: the run's seed and the image's file name, independent of the order
+    of the samples (so a subset of a dataset gets the same noise and the same ranking)."""
+    import zlib
+    from pathlib import PurePath
+
+    return (int(seed) * 1_000_003 + zlib.crc32(PurePath(filepath).name.encode())) % (2**32)

@@ -3,7 +3,7 @@
 Without a GPU, P(class | pixel) comes from a small classifier on hand-made features of each
 superpixel (colour, texture, position, size and the colour of its surroundings), trained on
 the current labels. The classifier must not have seen the image it predicts: a model that has
-memorised the noisy labels agrees with them and flags nothing (METHOD.md, trap 8). So images
+memorised the noisy labels agrees with them and flags nothing (docs/method.md, trap 8). So images
 are split into folds and each image is predicted by the model trained on the other folds
 (cross-fitting, as in k-fold cross-validation; scikit-learn's ``cross_val_predict`` with a
 ``GroupKFold`` over images does the same for one fit).

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ALCError
+from .errors import ALCError
 
 ENV_CHECKPOINT = "ALC_SAM_CHECKPOINT"
 DOWNLOAD_URL = "https://github.com/facebookresearch/segment-anything#model-checkpoints"

@@ -11,9 +11,12 @@ device, and no mask is ever converted to run-length encoding.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from .sam import ImageEmbedding, decode, upscale
+from .sam import ImageEmbedding, decode, encode_images, upscale
+from .superpixels import paint_masks, superpixels_from_regions
 
 
 def point_grid(n_per_side: int) -> np.ndarray:
@@ -145,8 +148,6 @@ def paint_classes(masks: np.ndarray, classes, fill_value: int) -> tuple[np.ndarr
     Returns ``(labels, instances)``: the (H, W) class map (``fill_value`` where no mask covers)
     and the (H, W) uint16 instance map (1 + mask index of the visible mask, 0 uncovered).
     """
-    from .superpixels import paint_masks
-
     masks = np.asarray(masks, dtype=bool)
     classes = np.asarray(classes, dtype=np.int64).reshape(-1)
     if len(classes) != len(masks):
@@ -154,3 +155,125 @@ def paint_classes(masks: np.ndarray, classes, fill_value: int) -> tuple[np.ndarr
     instances = paint_masks(masks)
     lut = np.concatenate([[fill_value], classes]).astype(np.int64)
     return lut[instances], instances.astype(np.uint16)
+
+
+# --- SAM superpixels: automatic masks painted small over large, gaps filled with SLIC ---------
+
+
+_SAM_MASK_PARAMS = (
+    "points_per_side",
+    "points_per_batch",
+    "pred_iou_thresh",
+    "stability_score_thresh",
+    "stability_score_offset",
+    "box_nms_thresh",
+    "max_masks",
+    "exact_upscale",
+)
+_FILL_PARAMS = ("min_area", "fill_segment_area", "compactness")
+
+
+def split_sam_params(params: dict) -> tuple[dict, dict]:
+    unknown = set(params) - set(_SAM_MASK_PARAMS) - set(_FILL_PARAMS)
+    if unknown:
+        raise TypeError(f"unknown SAM superpixel parameters: {sorted(unknown)}")
+    masks = {k: v for k, v in params.items() if k in _SAM_MASK_PARAMS}
+    fill = {k: v for k, v in params.items() if k in _FILL_PARAMS}
+    fill.setdefault("min_area", 100)
+    return masks, fill
+
+
+def sam_regions(image: np.ndarray, sam, embedding=None, **mask_params: Any) -> np.ndarray:
+    """The device part of :func:`sam_superpixels`: automatic masks of one image painted small
+    over large, as an (H, W) int64 region map on the CPU (0 = no mask)."""
+    image = np.asarray(image)
+    if embedding is None:
+        embedding = encode_images(sam, [image])[0]
+    if tuple(embedding.original_size) != tuple(image.shape[:2]):
+        raise ValueError(
+            f"embedding is for a {embedding.original_size} image, got {image.shape[:2]}"
+        )
+    masks, _ = automatic_masks(sam, embedding, **mask_params)
+    return paint_masks_torch(masks).cpu().numpy()
+
+
+def sam_superpixels(
+    image: np.ndarray,
+    sam,
+    points_per_side: int = 32,
+    points_per_batch: int = 256,
+    pred_iou_thresh: float = 0.88,
+    stability_score_thresh: float = 0.95,
+    stability_score_offset: float = 1.0,
+    box_nms_thresh: float = 0.7,
+    max_masks: int | None = None,
+    min_area: int = 100,
+    fill_segment_area: int = 1024,
+    compactness: float = 10.0,
+    embedding=None,
+) -> np.ndarray:
+    """Full-coverage superpixels of one (H, W, 3) uint8 image from SAM automatic masks.
+
+    Automatic masks from a point grid (:func:`alc_fiftyone.core.sam_masks.automatic_masks`)
+    are painted small over large on the device, then split into connected pieces, the
+    uncovered pixels filled with SLIC and pieces under ``min_area`` pixels merged into their
+    neighbour (:func:`superpixels_from_regions`). Returns a ``uint16`` id map, ids 1..N, no 0.
+    ``embedding`` (an :class:`~alc_fiftyone.core.sam.ImageEmbedding` of this image) skips the
+    encoder, e.g. when images were encoded in a batch.
+    """
+    regions = sam_regions(
+        image,
+        sam,
+        embedding=embedding,
+        points_per_side=points_per_side,
+        points_per_batch=points_per_batch,
+        pred_iou_thresh=pred_iou_thresh,
+        stability_score_thresh=stability_score_thresh,
+        stability_score_offset=stability_score_offset,
+        box_nms_thresh=box_nms_thresh,
+        max_masks=max_masks,
+    )
+    return superpixels_from_regions(
+        regions,
+        image=image,
+        fill=True,
+        min_area=min_area,
+        fill_segment_area=fill_segment_area,
+        compactness=compactness,
+    )
+
+
+def sam_superpixels_batch(
+    images, sam, batch_size: int = 8, workers: int = 4, embeddings=None, **params: Any
+):
+    """:func:`sam_superpixels` of many images, pipelined: images go through the encoder
+    ``batch_size`` at a time, masks are decoded and painted on the device, and the CPU part
+    (connected pieces, SLIC gap filling, merging) runs in ``workers`` threads while the device
+    goes on with the next images. Yields the ``uint16`` id maps in input order.
+
+    ``embeddings`` (optional, one per image or None) skips the encoder for those images.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    mask_params, fill_params = split_sam_params(params)
+    images = list(images)
+    embeddings = list(embeddings) if embeddings is not None else [None] * len(images)
+    pending = []
+    with ThreadPoolExecutor(max(1, int(workers))) as pool:
+        for start in range(0, len(images), max(1, int(batch_size))):
+            chunk = images[start : start + batch_size]
+            embs = embeddings[start : start + batch_size]
+            missing = [i for i, e in enumerate(embs) if e is None]
+            if missing:
+                new = encode_images(sam, [chunk[i] for i in missing], batch_size)
+                for i, e in zip(missing, new):
+                    embs[i] = e
+            for image, emb in zip(chunk, embs):
+                regions = sam_regions(image, sam, embedding=emb, **mask_params)
+                pending.append(
+                    pool.submit(superpixels_from_regions, regions, image, True, **fill_params)
+                )
+            while pending and pending[0].done():
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()

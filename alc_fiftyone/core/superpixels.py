@@ -1,7 +1,7 @@
 """Superpixel id maps from SLIC or Felzenszwalb, and helpers on id maps.
 
 Every function returns a ``uint16`` (H, W) id map in which superpixels carry the dense ids
-``1..N`` and ``0`` means "no superpixel" (METHOD.md, trap 6: ids must not wrap in uint8, and 0
+``1..N`` and ``0`` means "no superpixel" (docs/method.md, trap 6: ids must not wrap in uint8, and 0
 is reserved). ``N`` never exceeds :data:`MAX_SUPERPIXELS`; :func:`cap_superpixels` merges the
 smallest regions into their neighbours when a segmentation produces more.
 
@@ -121,7 +121,7 @@ def felzenszwalb(
     """Felzenszwalb-Huttenlocher graph segmentation (IJCV 2004) as a ``uint16`` id map.
 
     Region sizes vary with local contrast, which is what makes the look-ahead acquisition
-    pay off (METHOD.md, "Measured on real road scenes"). ``scale`` is the observation level
+    pay off (measured on road scenes, BENCHMARKS.md). ``scale`` is the observation level
     (higher = fewer, larger regions), ``min_size`` the minimum region size in pixels.
     Grayscale images are segmented as one channel. Every pixel is covered.
     """
@@ -393,127 +393,3 @@ def instance_superpixels(
     return superpixels_from_regions(
         instances, image=image, fill=fill, min_area=min_area, **fill_params
     )
-
-
-_SAM_MASK_PARAMS = (
-    "points_per_side",
-    "points_per_batch",
-    "pred_iou_thresh",
-    "stability_score_thresh",
-    "stability_score_offset",
-    "box_nms_thresh",
-    "max_masks",
-    "exact_upscale",
-)
-_FILL_PARAMS = ("min_area", "fill_segment_area", "compactness")
-
-
-def _split_sam_params(params: dict) -> tuple[dict, dict]:
-    unknown = set(params) - set(_SAM_MASK_PARAMS) - set(_FILL_PARAMS)
-    if unknown:
-        raise TypeError(f"unknown SAM superpixel parameters: {sorted(unknown)}")
-    masks = {k: v for k, v in params.items() if k in _SAM_MASK_PARAMS}
-    fill = {k: v for k, v in params.items() if k in _FILL_PARAMS}
-    fill.setdefault("min_area", 100)
-    return masks, fill
-
-
-def sam_regions(image: np.ndarray, sam, embedding=None, **mask_params: Any) -> np.ndarray:
-    """The device part of :func:`sam_superpixels`: automatic masks of one image painted small
-    over large, as an (H, W) int64 region map on the CPU (0 = no mask)."""
-    from .sam import encode_images
-    from .sam_masks import automatic_masks, paint_masks_torch
-
-    image = np.asarray(image)
-    if embedding is None:
-        embedding = encode_images(sam, [image])[0]
-    if tuple(embedding.original_size) != tuple(image.shape[:2]):
-        raise ValueError(
-            f"embedding is for a {embedding.original_size} image, got {image.shape[:2]}"
-        )
-    masks, _ = automatic_masks(sam, embedding, **mask_params)
-    return paint_masks_torch(masks).cpu().numpy()
-
-
-def sam_superpixels(
-    image: np.ndarray,
-    sam,
-    points_per_side: int = 32,
-    points_per_batch: int = 256,
-    pred_iou_thresh: float = 0.88,
-    stability_score_thresh: float = 0.95,
-    stability_score_offset: float = 1.0,
-    box_nms_thresh: float = 0.7,
-    max_masks: int | None = None,
-    min_area: int = 100,
-    fill_segment_area: int = 1024,
-    compactness: float = 10.0,
-    embedding=None,
-) -> np.ndarray:
-    """Full-coverage superpixels of one (H, W, 3) uint8 image from SAM automatic masks.
-
-    Automatic masks from a point grid (:func:`alc_fiftyone.core.sam_masks.automatic_masks`)
-    are painted small over large on the device, then split into connected pieces, the
-    uncovered pixels filled with SLIC and pieces under ``min_area`` pixels merged into their
-    neighbour (:func:`superpixels_from_regions`). Returns a ``uint16`` id map, ids 1..N, no 0.
-    ``embedding`` (an :class:`~alc_fiftyone.core.sam.ImageEmbedding` of this image) skips the
-    encoder, e.g. when images were encoded in a batch.
-    """
-    regions = sam_regions(
-        image,
-        sam,
-        embedding=embedding,
-        points_per_side=points_per_side,
-        points_per_batch=points_per_batch,
-        pred_iou_thresh=pred_iou_thresh,
-        stability_score_thresh=stability_score_thresh,
-        stability_score_offset=stability_score_offset,
-        box_nms_thresh=box_nms_thresh,
-        max_masks=max_masks,
-    )
-    return superpixels_from_regions(
-        regions,
-        image=image,
-        fill=True,
-        min_area=min_area,
-        fill_segment_area=fill_segment_area,
-        compactness=compactness,
-    )
-
-
-def sam_superpixels_batch(
-    images, sam, batch_size: int = 8, workers: int = 4, embeddings=None, **params: Any
-):
-    """:func:`sam_superpixels` of many images, pipelined: images go through the encoder
-    ``batch_size`` at a time, masks are decoded and painted on the device, and the CPU part
-    (connected pieces, SLIC gap filling, merging) runs in ``workers`` threads while the device
-    goes on with the next images. Yields the ``uint16`` id maps in input order.
-
-    ``embeddings`` (optional, one per image or None) skips the encoder for those images.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .sam import encode_images
-
-    mask_params, fill_params = _split_sam_params(params)
-    images = list(images)
-    embeddings = list(embeddings) if embeddings is not None else [None] * len(images)
-    pending = []
-    with ThreadPoolExecutor(max(1, int(workers))) as pool:
-        for start in range(0, len(images), max(1, int(batch_size))):
-            chunk = images[start : start + batch_size]
-            embs = embeddings[start : start + batch_size]
-            missing = [i for i, e in enumerate(embs) if e is None]
-            if missing:
-                new = encode_images(sam, [chunk[i] for i in missing], batch_size)
-                for i, e in zip(missing, new):
-                    embs[i] = e
-            for image, emb in zip(chunk, embs):
-                regions = sam_regions(image, sam, embedding=emb, **mask_params)
-                pending.append(
-                    pool.submit(superpixels_from_regions, regions, image, True, **fill_params)
-                )
-            while pending and pending[0].done():
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()

@@ -10,18 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alc_fiftyone import datasets as ds_mod
-from alc_fiftyone.datasets import (
-    VOC_CLASSES,
-    load_image_masks,
-    load_voc,
-    make_demo_dataset,
-)
+from alc_fiftyone.data import importers as ds_mod
+from alc_fiftyone.data.demo import make_demo_dataset
+from alc_fiftyone.data.importers import VOC_CLASSES, load_image_masks, load_voc
 from alc_fiftyone.errors import SampleError
-from alc_fiftyone.labels import alc_info as get_alc_info
-from alc_fiftyone.labels import class_names
-from alc_fiftyone.labels import get_ignore_index as ignore_index
-from alc_fiftyone.storage import alc_dir
+from alc_fiftyone.store.fields import class_names
+from alc_fiftyone.store.fields import get_ignore_index as ignore_index
+from alc_fiftyone.store.files import alc_dir
+from alc_fiftyone.store.info import alc_info as get_alc_info
 
 CAMVID = [
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import alc_fiftyone as alc
-from alc_fiftyone import storage
 from alc_fiftyone.errors import OutputError, SampleError
-from alc_fiftyone.storage import read_png_array
+from alc_fiftyone.store import files as storage
+from alc_fiftyone.store.files import read_png_array
 
 
 @pytest.fixture
@@ -223,7 +223,7 @@ def test_corrupt_image_ranking_with_a_field_model_fails_in_scoring(ranked):
     bad = ranked.skip(3).first()
     _corrupt(bad.alc_superpixels.mask_path)
 
-    from alc_fiftyone.labels import class_table
+    from alc_fiftyone.store.fields import class_table
 
     c = class_table(ranked, "pseudo")[2]
     model = alc.CallableModel(lambda sample, image: np.full((c, *image.shape[:2]), 1.0 / c))

@@ -11,14 +11,15 @@ import torch
 from PIL import Image
 
 import alc_fiftyone as alc
-from alc_fiftyone import sam as fsam
 from alc_fiftyone.core import head as ch
 from alc_fiftyone.core import sam as csam
 from alc_fiftyone.core.sam import ImageEmbedding, SamCheckpointError
 from alc_fiftyone.errors import ALCError
-from alc_fiftyone.heads import GridEmbedder, HeadModel
-from alc_fiftyone.probabilities import FitContext, get_model
-from alc_fiftyone.storage import read_segmentation
+from alc_fiftyone.models import embeddings as fsam
+from alc_fiftyone.models.base import FitContext
+from alc_fiftyone.models.heads import GridEmbedder, HeadModel
+from alc_fiftyone.models.registry import get_model
+from alc_fiftyone.store.files import read_segmentation
 
 torch.set_num_threads(1)
 
@@ -101,7 +102,7 @@ def test_sam_head_shapes_sum_and_determinism(split_ds, tiny):
     d = model.describe()
     assert d["name"] == "sam_head" and d["features"] == "sam:tiny-random-seed0"
     assert d["head"] == "linear" and d["n_folds"] == 5
-    # the embeddings went to the shared cache of alc_fiftyone.sam
+    # the embeddings went to the shared cache of alc_fiftyone.models.embeddings
     for s in ds:
         assert fsam.embedding_path(ds, s.id, tiny).is_file()
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 import alc_fiftyone as alc
-from alc_fiftyone.answers import attr, query_region
-from alc_fiftyone.storage import read_png_array, read_segmentation
+from alc_fiftyone.review.answers import attr, query_region
+from alc_fiftyone.store.files import read_png_array, read_segmentation
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def test_answer_keep_confirm_and_errors(ranked):
 
 
 def find_sample(ds, qid):
-    from alc_fiftyone.answers import find_query_sample_id
+    from alc_fiftyone.review.answers import find_query_sample_id
 
     return find_query_sample_id(ds, qid)
 
@@ -365,7 +365,7 @@ def test_rank_superpixels_of_another_size_named(ranked):
 def test_concurrent_answers_on_one_sample_lose_nothing(ranked, monkeypatch):
     """A second reviewer's answer lands on the same sample between the first answer's read
     and its write: the first is re-applied on top, and both regions end up relabelled."""
-    import alc_fiftyone.answers as answers_mod
+    import alc_fiftyone.review.answers as answers_mod
 
     ds, _ = ranked
     by_sample: dict = {}

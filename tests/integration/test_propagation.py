@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 import alc_fiftyone as alc
-from alc_fiftyone.labels import alc_info, read_current_labels
-from alc_fiftyone.probabilities import FeatureModel, FitContext, fine_regions
-from alc_fiftyone.storage import read_image, read_segmentation
+from alc_fiftyone.models.base import FitContext
+from alc_fiftyone.models.features import FeatureModel, fine_regions
+from alc_fiftyone.store.fields import read_current_labels
+from alc_fiftyone.store.files import read_image, read_segmentation
+from alc_fiftyone.store.info import alc_info
 
 
 @pytest.fixture
@@ -143,7 +145,7 @@ def test_undo_propagation_keeps_later_answers(demo):
     labels[sp == first] = other
     import fiftyone as fo
 
-    from alc_fiftyone.storage import write_mask
+    from alc_fiftyone.store.files import write_mask
 
     sample["alc_sim_revised"] = fo.Segmentation(
         mask_path=write_mask(labels, demo, "alc_sim_revised", sample_id)

@@ -13,8 +13,8 @@ import pytest
 from bson import ObjectId
 
 import alc_fiftyone as alc
-from alc_fiftyone import changes
-from alc_fiftyone.review import get_query
+from alc_fiftyone.review.queries import get_query
+from alc_fiftyone.store import changes
 
 FIELD = "alc_queries"
 
@@ -186,7 +186,7 @@ def test_change_log_is_bounded_and_says_when_it_lost_track(ranked, monkeypatch):
 
 
 def test_caches_keep_a_bounded_number_of_views(ranked, monkeypatch):
-    from alc_fiftyone import review
+    from alc_fiftyone.review import queue as review
 
     monkeypatch.setattr(review, "MAX_COUNTS", 2)
     monkeypatch.setattr(review, "MAX_CACHED", 3)
@@ -199,5 +199,5 @@ def test_caches_keep_a_bounded_number_of_views(ranked, monkeypatch):
         alc.next_query(view, "ann", max_age=60)
     assert len(review._counts) == 2 and len(review._candidate_lists) == 3
     # the newest are kept
-    assert review._view_key(views[-1]) in {k[0] for k in review._candidate_lists}
-    assert (review._view_key(views[-1]), FIELD) in review._counts
+    assert review.view_key(views[-1]) in {k[0] for k in review._candidate_lists}
+    assert (review.view_key(views[-1]), FIELD) in review._counts

@@ -13,7 +13,7 @@ from PIL import Image
 
 import alc_fiftyone as alc
 from alc_fiftyone.core import sam as csam
-from alc_fiftyone.storage import read_png_array
+from alc_fiftyone.store.files import read_png_array
 
 SIZE = (48, 36)  # width, height
 NO_THRESHOLDS = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}

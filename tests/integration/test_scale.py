@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import alc_fiftyone as alc
-from alc_fiftyone.labels import read_current_labels
-from alc_fiftyone.probabilities import FeatureModel, FitContext
+from alc_fiftyone.models.base import FitContext
+from alc_fiftyone.models.features import FeatureModel
+from alc_fiftyone.store.fields import read_current_labels
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def _queries(ds):
 
 
 def test_queries_written_in_batches_equal_one_write(demo, monkeypatch):
-    from alc_fiftyone import ranking
+    from alc_fiftyone.steps import ranking
 
     alc.rank_superpixels(demo, "pseudo", budget=12)
     want = _queries(demo)

@@ -13,9 +13,9 @@ from PIL import Image
 
 import alc_fiftyone as alc
 from alc_fiftyone.core.sam import SamCheckpointError, find_checkpoint, load_sam
+from alc_fiftyone.data.export import ENV_EXPORT_ROOT, export_file_name
 from alc_fiftyone.errors import ALCError, OutputError, QueryError, SampleError
-from alc_fiftyone.review import get_query
-from alc_fiftyone.versions import ENV_EXPORT_ROOT, export_file_name
+from alc_fiftyone.review.queries import get_query
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # the plugin's panels/ package, as FiftyOne loads it
@@ -92,7 +92,7 @@ def test_export_with_a_hostile_file_name_writes_nothing(ranked, tmp_path):
 
 
 def test_masks_are_not_written_through_a_link_out_of_the_alc_folder(ranked, tmp_alc_dir, tmp_path):
-    from alc_fiftyone.storage import field_dir, write_mask
+    from alc_fiftyone.store.files import field_dir, write_mask
 
     outside = tmp_path / "outside"
     outside.mkdir()

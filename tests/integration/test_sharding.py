@@ -11,7 +11,7 @@ import pytest
 
 def add_probability_maps(ds, field: str = "probs", gt: str = "ground_truth") -> None:
     """A fixed probability model: smoothed one-hot ground truth, one .npy file per sample."""
-    from alc_fiftyone.storage import dataset_dir, read_segmentation
+    from alc_fiftyone.store.files import dataset_dir, read_segmentation
 
     targets = {int(k) for k in (ds.mask_targets.get(gt) or {}) if int(k) != 255}
     num_classes = max(targets) + 1
@@ -43,7 +43,7 @@ def demo(unique_name, tmp_alc_dir):
 
 def test_parse_shard_errors_name_the_shard():
     from alc_fiftyone.errors import ALCError
-    from alc_fiftyone.sharding import parse_shard
+    from alc_fiftyone.steps.sharding import parse_shard
 
     assert parse_shard("2/4").label == "2/4"
     assert parse_shard(None) is None
@@ -75,7 +75,7 @@ def test_shards_partition_the_view(demo):
 
 def test_sharded_superpixels_equal_a_single_run(demo):
     import alc_fiftyone as alc
-    from alc_fiftyone.storage import read_segmentation
+    from alc_fiftyone.store.files import read_segmentation
 
     for i in (1, 2, 3):
         alc.compute_superpixels(alc.shard_view(demo, f"{i}/3"), field="sp_sharded", n_segments=20)
@@ -145,7 +145,7 @@ def test_info_updates_of_two_processes_do_not_overwrite_each_other(demo):
     process's update of another key keeps it (a save of the whole dict would drop it)."""
     import fiftyone.core.odm as foo
 
-    from alc_fiftyone.labels import update_alc_info
+    from alc_fiftyone.store.info import update_alc_info
 
     update_alc_info(demo, a=1)
     foo.get_db_conn().datasets.update_one({"_id": demo._doc.id}, {"$set": {"info.alc.b": 2}})

@@ -107,7 +107,7 @@ def workers(plugin, tmp_path, tmp_alc_dir):
 
 def mask_files(ds, field: str) -> dict[str, list[Path]]:
     """Complete mask files of ``field`` on disk, by sample id (temporary files excluded)."""
-    from alc_fiftyone.storage import field_dir
+    from alc_fiftyone.store.files import field_dir
 
     out: dict[str, list[Path]] = {}
     folder = field_dir(ds, field)
@@ -117,7 +117,7 @@ def mask_files(ds, field: str) -> dict[str, list[Path]]:
 
 
 def maps(ds, field: str) -> dict[str, np.ndarray]:
-    from alc_fiftyone.storage import read_segmentation
+    from alc_fiftyone.store.files import read_segmentation
 
     return {s.id: read_segmentation(s, field) for s in ds.select_fields(field)}
 
@@ -185,8 +185,8 @@ def test_killed_worker_leaves_no_half_mask_and_the_rerun_completes(
     import fiftyone as fo
 
     import alc_fiftyone as alc
-    from alc_fiftyone.sharding import MISSED_PINGS
-    from alc_fiftyone.storage import read_png_array, read_segmentation
+    from alc_fiftyone.steps.sharding import MISSED_PINGS
+    from alc_fiftyone.store.files import read_png_array, read_segmentation
 
     ds = alc.make_demo_dataset(name=unique_name, num_samples=12, size=(320, 240), seed=6)
     params = {"n_segments": 300, "field": "sp"}

@@ -18,10 +18,10 @@ from bson import ObjectId
 from PIL import Image
 
 import alc_fiftyone as alc
-from alc_fiftyone.answers import attr, query_region
-from alc_fiftyone.labels import read_current_labels
-from alc_fiftyone.review import get_query
-from alc_fiftyone.storage import read_segmentation
+from alc_fiftyone.review.answers import attr, query_region
+from alc_fiftyone.review.queries import get_query
+from alc_fiftyone.store.fields import read_current_labels
+from alc_fiftyone.store.files import read_segmentation
 
 FIELD = "alc_queries"
 REPO = Path(__file__).resolve().parents[2]
@@ -119,7 +119,7 @@ def test_confirm_correct_undo_skip(ranked, panel):
     assert d2.status == "corrected" and d2.answer == target and d2.pixels_changed > 0
     d2_changed = d2.pixels_changed
     progress = a.state["progress"]["round"]
-    # confirming writes the confirmed class to the whole region too (METHOD.md, step 6)
+    # confirming writes the confirmed class to the whole region too (docs/method.md, step 6)
     both = d.pixels_changed + d2.pixels_changed
     assert progress["answered"] == 2 and progress["pixels_changed"] == both
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import python_subprocess_env
 
-from alc_fiftyone.answers import attr
+from alc_fiftyone.review.answers import attr
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]

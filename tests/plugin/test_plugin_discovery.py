@@ -27,7 +27,7 @@ out = {
     "plugins": {p.name: p.directory for p in fop.list_plugins(enabled="all")},
     "operators": [op.uri for op in foo.list_operators(enabled="all", builtin=False)],
     "errors": {c.name: c.errors for c in build_plugin_contexts(enabled="all") if c.errors},
-    "heavy_imports": [m for m in ("torch", "alc_fiftyone.ranking") if m in sys.modules],
+    "heavy_imports": [m for m in ("torch", "alc_fiftyone.steps.ranking") if m in sys.modules],
 }
 
 # every class the entry point registers, whether or not the manifest lists it

@@ -17,6 +17,8 @@ from alc_fiftyone.core.acquisition import (
     score_loop,
     score_superpixels,
 )
+from alc_fiftyone.core.acquisition import api as acq_api
+from alc_fiftyone.core.acquisition import numba_backend as acq_nb
 
 torch = pytest.importorskip("torch")
 
@@ -695,7 +697,7 @@ def test_numba_huge_ids_take_the_unique_path():
 def test_numba_runs_longer_than_a_scratch_row():
     # rows much wider than the kernels' run length: runs are split; ties across the split
     # must still go to the first pixel in row-major order
-    n_run = acq._NB_RUN
+    n_run = acq_nb._NB_RUN
     h, w = 3, 2 * n_run + 37
     probs = np.zeros((2, h, w), np.float32)
     probs[0] = 0.7
@@ -723,12 +725,12 @@ def test_numba_runs_longer_than_a_scratch_row():
 @needs_numba
 def test_runs_numpy_matches_the_kernel():
     rng = np.random.default_rng(0)
-    n_run = acq._NB_RUN
+    n_run = acq_nb._NB_RUN
     sp = np.repeat(rng.integers(0, 6, size=40), rng.integers(1, 3 * n_run, size=40))
     sp = sp.astype(np.int64)
-    ids, sid, runs = acq._numba_kernels().dense_ids(sp, int(sp.max()), n_run)
+    ids, sid, runs = acq_nb._numba_kernels().dense_ids(sp, int(sp.max()), n_run)
     np.testing.assert_array_equal(ids, np.unique(sp[sp > 0]))
-    np.testing.assert_array_equal(acq._runs_numpy(sid, len(ids)), runs)
+    np.testing.assert_array_equal(acq_nb._runs_numpy(sid, len(ids)), runs)
     assert (runs[:, 1] - runs[:, 0]).max() == n_run
     covered = np.zeros(sp.shape[0], bool)
     for i, j in runs:
@@ -820,20 +822,20 @@ def test_numba_non_contiguous_float64_and_tensor_inputs():
 def test_cpu_default_is_numba_and_falls_back_to_numpy(monkeypatch):
     probs, sp, labels = _random_case(11)
     arrays = (probs, sp, labels)
-    assert acq._resolve_backend("cpu", arrays) == "numba"
-    assert acq._resolve_backend("numba", arrays) == "numba"
-    assert acq._resolve_backend("numpy", arrays) == "numpy"
+    assert acq_api._resolve_backend("cpu", arrays) == "numba"
+    assert acq_api._resolve_backend("numba", arrays) == "numba"
+    assert acq_api._resolve_backend("numpy", arrays) == "numpy"
     if not torch.cuda.is_available():
-        assert acq._resolve_backend("auto", arrays) == "numba"
+        assert acq_api._resolve_backend("auto", arrays) == "numba"
     # tensor inputs keep running on their device
-    assert acq._resolve_backend("cpu", (torch.from_numpy(probs),)) == torch.device("cpu")
+    assert acq_api._resolve_backend("cpu", (torch.from_numpy(probs),)) == torch.device("cpu")
     default = score_superpixels(probs, sp, labels)
     # without numba: "cpu" and "auto" run numpy, "numba" is refused
-    monkeypatch.setitem(acq._nb_state, "ns", None)
+    monkeypatch.setitem(acq_nb._nb_state, "ns", None)
     assert not acq.numba_available()
-    assert acq._resolve_backend("cpu", arrays) == "numpy"
+    assert acq_api._resolve_backend("cpu", arrays) == "numpy"
     if not torch.cuda.is_available():
-        assert acq._resolve_backend("auto", arrays) == "numpy"
+        assert acq_api._resolve_backend("auto", arrays) == "numpy"
     with pytest.raises(ValueError, match="numba"):
         score_superpixels(probs, sp, labels, device="numba")
     _assert_same(default, score_superpixels(probs, sp, labels), rtol=1e-5)
@@ -850,7 +852,7 @@ def test_missing_numba_import_disables_the_backend(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_numba)
-    assert acq._build_numba_kernels() is None
+    assert acq_nb._build_numba_kernels() is None
 
 
 @needs_numba

@@ -19,14 +19,14 @@ from alc_fiftyone.core.sam_masks import (
     paint_classes,
     paint_masks_torch,
     point_grid,
+    sam_superpixels,
+    sam_superpixels_batch,
     stability_score,
 )
 from alc_fiftyone.core.superpixels import (
     instance_superpixels,
     merge_small_regions,
     paint_masks,
-    sam_superpixels,
-    sam_superpixels_batch,
     superpixels_from_regions,
 )
 

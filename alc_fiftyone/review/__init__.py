@@ -1,0 +1,36 @@
+"""A person's review: the queries (:mod:`.queries`), claims that keep reviewers apart
+(:mod:`.claims`), answers and undo (:mod:`.answers`), the queue and progress served to the
+panel (:mod:`.queue`) and the picture of a query (:mod:`.render`).
+
+This package's face is the one internal module the review panel uses besides the public API
+(``panels/review.py``): the names below, loaded on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_FACE = {
+    "view_key": "queue",
+    "get_query": "queries",
+    "last_answered": "answers",
+    "data_uri": "render",
+    "answer_classes": "answers",
+    "queries_field_of": "queries",
+}
+
+__all__ = [
+    "answer_classes",
+    "data_uri",
+    "get_query",
+    "last_answered",
+    "queries_field_of",
+    "view_key",
+]
+
+
+def __getattr__(name: str):
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'alc_fiftyone.review' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -1,0 +1,464 @@
+"""Answering queries: store the answer on the query and expand it into the revised labels.
+
+Every answer is written when it is given: the revised mask goes to a new file (the previous
+file stays, so undo can restore exactly the pixels it changed), then one sample update stores
+both the query's new status and the pointer to the new mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import fiftyone as fo
+import numpy as np
+from bson import ObjectId
+
+from ..core.correction import restore_region, write_region
+from ..errors import ALCError, QueryError
+from ..store import changes, db
+from ..store.fields import (
+    QUERIES_FIELD,
+    class_table,
+    mask_targets,
+    read_current_labels,
+)
+from ..store.files import read_png_array, read_segmentation, write_mask
+from .claims import not_held_by_another, refuse_held
+from .queries import ANSWERED, attr, find_det, find_query_sample_id, query_region
+
+if TYPE_CHECKING:
+    from fiftyone.core.collections import SampleCollection
+
+
+KEEP = object()  # answer meaning "the region's labels stay as they are"
+
+
+def answer_classes(dataset, label_field: str) -> list[str]:
+    """The names a query on ``label_field`` can be answered with (the classes and the ignore
+    value, in value order); empty when the field has no class table."""
+    try:
+        names, ignore, num = class_table(dataset, label_field)
+    except ALCError:
+        return []
+    return [names[v] for v in sorted(names) if v < num or v == ignore]
+
+
+def _class_value(label, names: dict[int, str], num_classes: int, ignore, query_id: str) -> int:
+    """The value of an answer given as a class name or value; the ignore value (e.g. VOC's
+    "void") is a valid answer too: it marks a region as not to be learned from."""
+    allowed = {k: v for k, v in names.items() if k < num_classes or k == ignore}
+    if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+        if 0 <= int(label) < num_classes or int(label) == ignore:
+            return int(label)
+        raise QueryError(f"query {query_id}: class value {label} is not in 0..{num_classes - 1}")
+    by_name = {v: k for k, v in allowed.items()}
+    if label in by_name:
+        return by_name[label]
+    raise QueryError(
+        f"query {query_id}: {label!r} is not a class; classes are "
+        f"{', '.join(allowed[k] for k in sorted(allowed))}"
+    )
+
+
+def mask_path_of(sample, field: str) -> str | None:
+    seg = sample[field] if sample.has_field(field) else None
+    return seg.mask_path if seg is not None else None
+
+
+def _commit(
+    dataset,
+    sample_id: str,
+    queries_field: str,
+    query_updates: dict[str, dict],
+    revised_field: str,
+    expected_revised: str | None,
+    new_revised: str | None,
+    unanswered: tuple[str, ...] = (),
+    answered: tuple[str, ...] = (),
+    user_claim: tuple[bool, str | None] = (False, None),
+) -> bool:
+    """Write query attributes and the revised mask of one sample in one conditional update.
+
+    Only the named queries' attributes are set (a claim another reviewer just took on another
+    query of the sample survives), and only if the revised mask is still ``expected_revised``
+    (nobody changed the labels since they were read: no lost update) and the queries in
+    ``unanswered`` / ``answered`` still are (and, with ``user_claim = (True, user)``, the
+    unanswered ones are not held by a live claim of another reviewer). Returns False when a
+    condition failed.
+    """
+    arr = f"{queries_field}.detections"
+    conds: list[dict] = [{f"{revised_field}.mask_path": expected_revised}]
+    if expected_revised is None:  # matches a missing or empty field
+        conds = [{f"{revised_field}.mask_path": {"$in": [None]}}]
+    for qid in unanswered:
+        q = {"_id": ObjectId(qid), "status": {"$nin": list(ANSWERED)}}
+        if user_claim[0]:
+            q = {"$and": [q, not_held_by_another(user_claim[1])]}
+        conds.append({arr: {"$elemMatch": q}})
+    for qid in answered:
+        conds.append(
+            {arr: {"$elemMatch": {"_id": ObjectId(qid), "status": {"$in": list(ANSWERED)}}}}
+        )
+    sets: dict = {}
+    filters = []
+    for i, (qid, values) in enumerate(query_updates.items()):
+        filters.append({f"q{i}._id": ObjectId(qid)})
+        for key, value in values.items():
+            sets[f"{arr}.$[q{i}].{key}"] = _db_value(value)
+    if new_revised is not None:
+        sets[revised_field] = fo.Segmentation(mask_path=new_revised).to_mongo()
+    res = db.update_sample(dataset, sample_id, {"$and": conds}, {"$set": sets}, filters)
+    changes.touched(dataset, sample_id)
+    return res.matched_count == 1
+
+
+def ensure_revised_field(dataset, label_field: str, revised_field: str, names) -> None:
+    if not dataset.has_sample_field(revised_field):
+        dataset.add_sample_field(
+            revised_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Segmentation
+        )
+    if revised_field not in (dataset.mask_targets or {}):
+        dataset.mask_targets = {
+            **(dataset.mask_targets or {}),
+            revised_field: mask_targets(dataset, label_field) or names,
+        }
+
+
+MAX_ATTEMPTS = 20
+
+
+def apply_answers(
+    dataset: SampleCollection,
+    sample_id: str,
+    answers: Iterable[tuple[str, object]],
+    user: str | None = None,
+    queries_field: str = QUERIES_FIELD,
+    force: bool = False,
+) -> dict[str, int]:
+    """Apply answers to queries of one sample in a single write; returns pixels changed per
+    query id. A query another reviewer holds (a live claim) is refused with a QueryError
+    naming them, unless ``force``. An answer is a class name or value (written to every pixel
+    of the query's region) or :data:`KEEP` / ``None`` (the labels are right as they are:
+    nothing changes).
+
+    Safe with several reviewers: the write is conditional on the revised mask being the one
+    read and on the queries being unanswered; when another answer on the same sample came
+    first, the labels are read again and the answers re-applied.
+
+    Parameters
+    ----------
+    dataset
+        The dataset (or a view of it) holding the queries.
+    sample_id
+        The sample whose queries are answered.
+    answers
+        ``(query id, label)`` pairs; a label is a class name or value, or None / ``KEEP``.
+    user
+        The reviewer's name (recorded with the answer; claims keep reviewers apart).
+    queries_field
+        The ``fo.Detections`` field holding the queries.
+    force
+        Act even on a query another reviewer holds (an administrator's override).
+
+    Returns
+    -------
+    dict
+        Pixels changed per query id.
+    """
+    answers = list(answers)
+    if not answers:
+        return {}
+    for _ in range(MAX_ATTEMPTS):
+        result = _try_apply(dataset, sample_id, answers, user, queries_field, force)
+        if result is not None:
+            return result
+    raise QueryError(f"sample {sample_id} kept changing under the answer; try again")
+
+
+def _try_apply(dataset, sample_id, answers, user, queries_field, force) -> dict[str, int] | None:
+    sample = dataset[sample_id]
+    sample.reload()
+    first = find_det(sample, queries_field, answers[0][0])
+    dets = {d.id: d for d in sample[queries_field].detections}
+    label_field = attr(first, "label_field")
+    revised_field = attr(first, "revised_field")
+    sp_field = attr(first, "superpixel_field")
+    names, ignore, num_classes = class_table(dataset, label_field)
+    sp_now = mask_path_of(sample, sp_field)
+    labels = read_current_labels(sample, label_field, revised_field)
+    before_path = mask_path_of(sample, revised_field)
+    now = datetime.now(timezone.utc)
+    changed: dict[str, int] = {}
+    updates: dict[str, dict] = {}
+    for query_id, label in answers:
+        det = dets.get(query_id)
+        if det is None:
+            raise QueryError(f"no query {query_id} on sample {sample_id}")
+        if not force:
+            refuse_held(det, user, "answer")
+        if attr(det, "status") in ANSWERED:
+            raise QueryError(
+                f"query {query_id} was already answered ({attr(det, 'answer')!r} by "
+                f"{attr(det, 'answered_by')}); undo it first"
+            )
+        if attr(det, "superpixel_path") != sp_now:
+            raise QueryError(
+                f"query {query_id}: the superpixels of sample {sample_id} changed since it was "
+                "ranked; rank again"
+            )
+        slc, region = query_region(det, labels.shape)
+        if label is None or label is KEEP:
+            value, n = None, 0
+            status = "confirmed"
+        else:
+            value = _class_value(label, names, num_classes, ignore, query_id)
+            n = write_region(labels, region, value, window=slc)
+            status = "confirmed" if value == attr(det, "current_value") else "corrected"
+        updates[query_id] = {
+            "status": status,
+            "answer": names.get(value, str(value)) if value is not None else det.label,
+            "answer_value": value,
+            "answered_by": user,
+            "answered_at": now,
+            "pixels_changed": n,
+            "revised_before": before_path,
+        }
+        changed[query_id] = n
+    ensure_revised_field(dataset, label_field, revised_field, names)
+    new_path = None
+    if any(n for n in changed.values()) or before_path is None:
+        new_path = write_mask(labels, dataset, revised_field, sample_id)
+    ok = _commit(
+        dataset,
+        sample_id,
+        queries_field,
+        updates,
+        revised_field,
+        before_path,
+        new_path,
+        unanswered=tuple(updates),
+        user_claim=(not force, user),
+    )
+    if not ok:
+        if new_path:
+            Path(new_path).unlink(missing_ok=True)  # never referenced
+        return None
+    return changed
+
+
+def answer(
+    dataset: SampleCollection,
+    query_id: str,
+    label: str | int | None,
+    user: str | None = None,
+    queries_field: str = QUERIES_FIELD,
+    force: bool = False,
+) -> int:
+    """Answer one query and return the number of pixels that changed.
+
+    ``label`` is the right class (name or value) of the region: it is written to every pixel
+    of the query's region in the revised labels, so confirming the current class also fills
+    the region with it. ``None`` means "the labels here are right as they are" (no pixel
+    changes). Either way the query counts as one click.
+
+    A query that another reviewer holds (claimed, the claim not expired) is refused with a
+    QueryError naming them; ``force=True`` answers it anyway (an admin's override).
+
+    Parameters
+    ----------
+    dataset
+        The dataset (or a view of it) holding the queries.
+    query_id
+        The id of the query (its Detection id).
+    label
+        The right class of the region (a name or value), or None for "the labels here are right"
+        (nothing changes).
+    user
+        The reviewer's name (recorded with the answer; claims keep reviewers apart).
+    queries_field
+        The ``fo.Detections`` field holding the queries.
+    force
+        Act even on a query another reviewer holds (an administrator's override).
+
+    Returns
+    -------
+    int
+        The number of pixels that changed in the revised labels.
+    """
+    dataset = db.dataset_of(dataset)
+    sample_id = find_query_sample_id(dataset, query_id, queries_field)
+    res = apply_answers(dataset, sample_id, [(query_id, label)], user, queries_field, force)
+    return res[query_id]
+
+
+def skip(
+    dataset: SampleCollection,
+    query_id: str,
+    user: str | None = None,
+    queries_field: str = QUERIES_FIELD,
+    force: bool = False,
+) -> None:
+    """Mark a query skipped: it stays unanswered and is kept (not asked again) by later
+    rankings. A query another reviewer holds is refused unless ``force``.
+
+    Parameters
+    ----------
+    dataset
+        The dataset (or a view of it) holding the queries.
+    query_id
+        The id of the query (its Detection id).
+    user
+        The reviewer's name (recorded with the answer; claims keep reviewers apart).
+    queries_field
+        The ``fo.Detections`` field holding the queries.
+    force
+        Act even on a query another reviewer holds (an administrator's override).
+
+    Returns
+    -------
+    None
+    """
+    dataset = db.dataset_of(dataset)
+    sample_id = find_query_sample_id(dataset, query_id, queries_field)
+    sample = dataset[sample_id]
+    sample.reload()
+    det = find_det(sample, queries_field, query_id)
+    if attr(det, "status") in ANSWERED:
+        raise QueryError(f"query {query_id} is answered; undo it instead of skipping")
+    if not force:
+        refuse_held(det, user, "skip")
+    update = {"status": "skipped", "answered_by": user, "answered_at": datetime.now(timezone.utc)}
+    arr = f"{queries_field}.detections"
+    q = {"_id": ObjectId(query_id), "status": {"$nin": list(ANSWERED)}}
+    if not force:
+        q = {"$and": [q, not_held_by_another(user)]}
+    res = db.update_sample(
+        dataset,
+        sample_id,
+        {arr: {"$elemMatch": q}},
+        {"$set": {f"{arr}.$[q].{k}": _db_value(v) for k, v in update.items()}},
+        [{"q._id": ObjectId(query_id)}],
+    )
+    changes.touched(dataset, sample_id)
+    if res.matched_count != 1:
+        raise QueryError(
+            f"query {query_id} was answered or claimed by another reviewer meanwhile; "
+            "take the next query"
+        )
+
+
+def _db_value(value):
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def last_answered(dataset, queries_field: str = QUERIES_FIELD, user: str | None = None):
+    """Id of the most recently answered query (by ``user`` if given), or None."""
+    from fiftyone import ViewField as F
+
+    if not dataset.has_field(queries_field):
+        raise QueryError(
+            f"no queries in field {queries_field!r} of {dataset.name!r}: nothing to undo "
+            "(rank the superpixels and answer first)"
+        )
+    cond = F("status").is_in(list(ANSWERED))
+    if user is not None:
+        cond &= F("answered_by") == user
+    view = dataset.filter_labels(queries_field, cond)
+    ids = view.values(f"{queries_field}.detections.id", unwind=True)
+    times = view.values(f"{queries_field}.detections.answered_at", unwind=True)
+    if not ids:
+        return None
+    return ids[int(np.argmax([t.timestamp() if t else 0 for t in times]))]
+
+
+def undo(
+    dataset: SampleCollection,
+    query_id: str | None = None,
+    user: str | None = None,
+    queries_field: str = QUERIES_FIELD,
+) -> int:
+    """Take an answer back: restore the pixels of its region from the labels as they were
+    before it, and return the query to the queue (``pending``). ``query_id=None`` undoes the
+    last answer (of ``user`` if given). Returns the number of pixels restored.
+
+    Parameters
+    ----------
+    dataset
+        The dataset (or a view of it) holding the queries.
+    query_id
+        The answered query to take back (None: the last answer, of ``user`` if given).
+    user
+        The reviewer's name (recorded with the answer; claims keep reviewers apart).
+    queries_field
+        The ``fo.Detections`` field holding the queries.
+
+    Returns
+    -------
+    int
+        The number of pixels restored.
+    """
+    dataset = db.dataset_of(dataset)
+    if query_id is None:
+        query_id = last_answered(dataset, queries_field, user)
+        if query_id is None:
+            raise ALCError("there is no answer to undo")
+    sample_id = find_query_sample_id(dataset, query_id, queries_field)
+    for _ in range(MAX_ATTEMPTS):
+        restored = _try_undo(dataset, sample_id, query_id, user, queries_field)
+        if restored is not None:
+            return restored
+    raise QueryError(f"sample {sample_id} kept changing under the undo; try again")
+
+
+def _try_undo(dataset, sample_id, query_id, user, queries_field) -> int | None:
+    sample = dataset[sample_id]
+    sample.reload()
+    det = find_det(sample, queries_field, query_id)
+    if attr(det, "status") not in ANSWERED:
+        raise QueryError(f"query {query_id} is {attr(det, 'status')!r}, not answered")
+    label_field = attr(det, "label_field")
+    revised_field = attr(det, "revised_field")
+    current_path = mask_path_of(sample, revised_field)
+    restored = 0
+    new_path = None
+    if attr(det, "answer_value") is not None:
+        current = read_segmentation(sample, revised_field)
+        before_path = attr(det, "revised_before")
+        before = (
+            read_png_array(before_path, sample.id)
+            if before_path
+            else read_segmentation(sample, label_field)
+        )
+        slc, region = query_region(det, current.shape)
+        restored = restore_region(current, before, region, window=slc)
+        new_path = write_mask(current, dataset, revised_field, sample.id)
+    cleared = (
+        "answer",
+        "answer_value",
+        "answered_by",
+        "answered_at",
+        "pixels_changed",
+        "revised_before",
+    )
+    update = {name: None for name in cleared}
+    update.update(status="pending", undone_by=user, undone_at=datetime.now(timezone.utc))
+    ok = _commit(
+        dataset,
+        sample_id,
+        queries_field,
+        {query_id: update},
+        revised_field,
+        current_path,
+        new_path,
+        answered=(query_id,),
+    )
+    if not ok:
+        if new_path:
+            Path(new_path).unlink(missing_ok=True)
+        return None
+    return restored

@@ -1,0 +1,228 @@
+"""Server-side picture of a correction query (docs/method.md, step 5), as a PNG.
+
+The picture shows the image around the query's region: the region (the superpixel, or its
+expansion E(s)) outlined and tinted with its current class colour, the rest dimmed, a star on
+the representative pixel, the bounding box of the object the representative pixel belongs to
+(its connected region of the current class) for context, and a legend of class colours.
+Images of any size are cropped to a context window first, so the cost does not grow with the
+image; small images are enlarged (nearest neighbour) so that a 64x48 region still reads well.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from ..store.db import dataset_of
+from ..store.fields import class_table, read_current_labels
+from ..store.files import read_image
+from .queries import attr, query_region
+
+if TYPE_CHECKING:
+    from fiftyone.core.collections import SampleCollection
+    from fiftyone.core.labels import Detection
+    from fiftyone.core.sample import Sample
+
+
+DISPLAY_SIZE = 480  # longest side of the picture, pixels (a thin frame and the legend added)
+CONTEXT = 1.5  # the window shows the object box / region with this much margin around it
+
+
+def class_colors(n: int) -> np.ndarray:
+    """(n, 3) uint8 colours, well apart for the first classes (a golden-angle hue walk)."""
+    import colorsys
+
+    out = np.zeros((max(n, 1), 3), dtype=np.uint8)
+    for i in range(n):
+        h = (i * 0.618033988749895) % 1.0
+        s = 0.65 + 0.3 * ((i // 7) % 2)
+        v = 0.95 - 0.25 * ((i // 14) % 2)
+        out[i] = [int(255 * c) for c in colorsys.hsv_to_rgb(h, s, v)]
+    return out
+
+
+def color_of(value: int, num_classes: int, ignore) -> tuple[int, int, int]:
+    if ignore is not None and value == ignore:
+        return (224, 224, 192)
+    if 0 <= value < num_classes:
+        return tuple(int(c) for c in class_colors(num_classes)[value])
+    return (128, 128, 128)
+
+
+def hex_color(rgb) -> str:
+    r, g, b = (int(c) for c in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def object_box(labels: np.ndarray, rep_yx, limit: int = 4096) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the connected region of the representative pixel's class that
+    contains it, searched within ``limit`` pixels around it (so huge images stay cheap)."""
+    H, W = labels.shape
+    ry, rx = int(rep_yx[0]), int(rep_yx[1])
+    y0, y1 = max(0, ry - limit // 2), min(H, ry + limit // 2)
+    x0, x1 = max(0, rx - limit // 2), min(W, rx + limit // 2)
+    win = labels[y0:y1, x0:x1] == labels[ry, rx]
+    comp, _ = ndimage.label(win)
+    sl = ndimage.find_objects((comp == comp[ry - y0, rx - x0]).astype(np.uint8))[0]
+    return (x0 + sl[1].start, y0 + sl[0].start, x0 + sl[1].stop, y0 + sl[0].stop)
+
+
+def _window(box, shape, margin: float = CONTEXT) -> tuple[int, int, int, int]:
+    """A window around ``box`` (x0, y0, x1, y1) grown by ``margin`` and at least 32 px."""
+    H, W = shape
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half_w = max((x1 - x0) * margin / 2, 16)
+    half_h = max((y1 - y0) * margin / 2, 16)
+    wx0, wx1 = int(max(0, cx - half_w)), int(min(W, np.ceil(cx + half_w)))
+    wy0, wy1 = int(max(0, cy - half_h)), int(min(H, np.ceil(cy + half_h)))
+    return wx0, wy0, max(wx1, wx0 + 1), max(wy1, wy0 + 1)
+
+
+def _star(cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+    pts = []
+    for k in range(10):
+        rr = r if k % 2 == 0 else r * 0.45
+        a = -np.pi / 2 + k * np.pi / 5
+        pts.append((cx + rr * np.cos(a), cy + rr * np.sin(a)))
+    return pts
+
+
+def render_query_array(
+    image: np.ndarray,
+    labels: np.ndarray,
+    det,
+    names: dict[int, str],
+    num_classes: int,
+    ignore,
+    display_size: int = DISPLAY_SIZE,
+) -> np.ndarray:
+    """The query picture as an (h, w, 3) uint8 array (see the module docstring)."""
+    H, W = labels.shape
+    slc, region = query_region(det, labels.shape)
+    rep = attr(det, "rep_yx")
+    rx0, ry0, rw, rh = attr(det, "bbox_px")
+    obj = object_box(labels, rep)
+    # the window covers the region and the object (clipped to a sensible context)
+    box = (min(rx0, obj[0]), min(ry0, obj[1]), max(rx0 + rw, obj[2]), max(ry0 + rh, obj[3]))
+    wx0, wy0, wx1, wy1 = _window(box, (H, W))
+    crop = image[wy0:wy1, wx0:wx1].astype(np.float32)
+    inside = np.zeros((wy1 - wy0, wx1 - wx0), dtype=bool)
+    ys0, xs0 = slc[0].start - wy0, slc[1].start - wx0
+    inside[ys0 : ys0 + rh, xs0 : xs0 + rw] = region
+    value = int(attr(det, "current_value", labels[rep[0], rep[1]]))
+    tint = np.array(color_of(value, num_classes, ignore), dtype=np.float32)
+    out = crop * 0.35  # the rest dimmed
+    out[inside] = crop[inside] * 0.7 + tint * 0.3
+    # enlarge to the display size (nearest: pixels stay pixels)
+    ch, cw = inside.shape
+    scale = max(1.0, display_size / max(ch, cw))
+    if max(ch, cw) * scale > display_size:
+        scale = display_size / max(ch, cw)
+    oh, ow = max(1, round(ch * scale)), max(1, round(cw * scale))
+    pic = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8)).resize((ow, oh), Image.NEAREST)
+    big_inside = (
+        np.array(Image.fromarray(inside.astype(np.uint8) * 255).resize((ow, oh), Image.NEAREST))
+        > 0
+    )
+    edge = big_inside & ~ndimage.binary_erosion(big_inside, iterations=2, border_value=0)
+    arr = np.array(pic)
+    arr[edge] = (255, 255, 0)
+    # a frame around the picture, so a star on the image's edge is drawn whole
+    r = max(7.0, min(ow, oh) / 28)
+    pad = int(r) + 4
+    pic = Image.new("RGB", (ow + 2 * pad, oh + 2 * pad), (32, 32, 32))
+    pic.paste(Image.fromarray(arr), (pad, pad))
+    draw = ImageDraw.Draw(pic)
+    sx, sy = ow / cw, oh / ch
+    ox0, oy0, ox1, oy1 = obj
+    draw.rectangle(
+        [
+            pad + (ox0 - wx0) * sx,
+            pad + (oy0 - wy0) * sy,
+            pad + (ox1 - wx0) * sx - 1,
+            pad + (oy1 - wy0) * sy - 1,
+        ],
+        outline=(0, 200, 255),
+        width=2,
+    )
+    cx, cy = pad + (rep[1] - wx0 + 0.5) * sx, pad + (rep[0] - wy0 + 0.5) * sy
+    draw.polygon(_star(cx, cy, r + 2), fill=(0, 0, 0))
+    draw.polygon(_star(cx, cy, r), fill=(255, 40, 40))
+    return np.array(_with_legend(pic, det, names, num_classes, ignore))
+
+
+def _with_legend(pic: Image.Image, det, names, num_classes, ignore) -> Image.Image:
+    """A strip under the picture: the current class and the suggestions, each with its colour."""
+    by_name = {v: k for k, v in names.items()}
+    entries = [str(det.label)] + [s for s in (attr(det, "suggestions") or []) if s != det.label]
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1: the small bitmap font
+        font = ImageFont.load_default()
+    row = 20
+    strip = Image.new("RGB", (pic.width, row * 2 + 6), (32, 32, 32))
+    d = ImageDraw.Draw(strip)
+    x, y = 6, 4
+    for i, name in enumerate(entries):
+        value = by_name.get(name, -1)
+        text = ("now: " if i == 0 else "") + name
+        tw = int(d.textlength(text, font=font))
+        if x + 18 + tw > pic.width - 4 and x > 6:
+            x, y = 6, y + row
+            if y > row + 4:
+                break
+        d.rectangle([x, y + 3, x + 13, y + 16], fill=color_of(value, num_classes, ignore))
+        d.text((x + 18, y + 1), text, fill=(240, 240, 240), font=font)
+        x += 18 + tw + 16
+    out = Image.new("RGB", (pic.width, pic.height + strip.height))
+    out.paste(pic, (0, 0))
+    out.paste(strip, (0, pic.height))
+    return out
+
+
+def render_query(
+    sample: Sample,
+    det: Detection,
+    dataset: SampleCollection = None,
+    display_size: int = DISPLAY_SIZE,
+) -> bytes:
+    """PNG bytes of the picture of query ``det`` on ``sample`` (current labels: the revised
+    field where it exists).
+
+    Parameters
+    ----------
+    sample
+        The sample (``fo.Sample``).
+    det
+        The query (its Detection).
+    dataset
+        The sample's dataset (default: the sample's own).
+    display_size
+        Longest side of the picture, in pixels.
+
+    Returns
+    -------
+    bytes
+        The PNG.
+    """
+    dataset = dataset if dataset is not None else dataset_of(sample)
+    label_field = attr(det, "label_field")
+    names, ignore, num_classes = class_table(dataset, label_field)
+    labels = read_current_labels(sample, label_field, attr(det, "revised_field"))
+    image = read_image(sample)
+    if image.shape[:2] != labels.shape:  # never fail a picture on it: show the labels' frame
+        image = np.array(Image.fromarray(image).resize(labels.shape[::-1], Image.BILINEAR))
+    arr = render_query_array(image, labels, det, names, num_classes, ignore, display_size)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")

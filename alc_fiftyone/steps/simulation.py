@@ -1,0 +1,348 @@
+"""simulate: the correction loop with an oracle answering from ground truth.
+
+It runs the same code a person's review runs (rank_superpixels, then apply_answers on each
+query), with the panel replaced by the simulated annotator of docs/method.md, and measures data mIoU
+after every round.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fiftyone import ViewField as F
+
+from ..core.correction import oracle_answer
+from ..models.registry import get_model
+from ..progress import ProgressCallback, prefixed, track
+from ..review.answers import KEEP, apply_answers
+from ..review.queries import query_region
+from ..store.db import dataset_of
+from ..store.fields import (
+    SIM_QUERIES_FIELD,
+    SIM_REVISED_FIELD,
+    SUPERPIXELS_FIELD,
+    class_table,
+    read_current_labels,
+    require_field,
+)
+from ..store.files import read_segmentation
+from ..store.info import alc_info, update_alc_info
+from .evaluation import evaluate
+from .propagation import propagate_answers
+from .ranking import rank_superpixels
+
+if TYPE_CHECKING:
+    from fiftyone.core.collections import SampleCollection
+
+
+COLUMNS = [
+    ("round", "round", "{}"),
+    ("clicks", "clicks", "{}"),
+    ("total_clicks", "total clicks", "{}"),
+    ("corrected", "corrected", "{}"),
+    ("pixels_changed", "pixels changed", "{}"),
+    ("auto_superpixels", "automatic changes (superpixels)", "{}"),
+    ("auto_pixels", "automatic pixels", "{}"),
+    ("miou", "data mIoU (%)", "{:.2f}"),
+    ("seconds", "seconds", "{:.1f}"),
+]
+
+
+@dataclass
+class SimulationResult:
+    """Per-round results of :func:`simulate` (row 0 is the state before any answer)."""
+
+    rows: list[dict]
+    config: dict = field(default_factory=dict)
+
+    def table(self) -> str:
+        """A markdown table: clicks, pixels changed and data mIoU per round."""
+        # the automatic-change columns only where propagation ran
+        cols = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in self.rows)]
+        head = "| " + " | ".join(c[1] for c in cols) + " |"
+        sep = "|" + "---|" * len(cols)
+        body = []
+        for r in self.rows:
+            cells = []
+            for key, _, fmt in cols:
+                v = r.get(key)
+                cells.append(fmt.format(100 * v if key == "miou" else v) if v is not None else "")
+            body.append("| " + " | ".join(cells) + " |")
+        return "\n".join([head, sep, *body])
+
+    def __str__(self) -> str:
+        return self.table()
+
+    @property
+    def mious(self) -> list[float]:
+        return [r["miou"] for r in self.rows]
+
+    def plot(self, path, title: str | None = None, ax=None):
+        """Plot data mIoU against total clicks; save to ``path`` (PNG) when given."""
+        import matplotlib
+
+        if ax is None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig = None
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+        x = [r["total_clicks"] for r in self.rows]
+        y = [100 * r["miou"] for r in self.rows]
+        ax.plot(x, y, marker="o", label=self.config.get("method", "sim"))
+        ax.set_xlabel("clicks")
+        ax.set_ylabel("data mIoU (%)")
+        ax.grid(alpha=0.3)
+        ax.set_title(title or "active label correction (simulated annotator)")
+        ax.legend()
+        if fig is not None and path is not None:
+            fig.tight_layout()
+            fig.savefig(path)
+            plt.close(fig)
+        return path
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "config": self.config}
+
+
+def _answer_round(
+    dataset, samples, queries_field, round_no, gt_field, oracle, ignore, user, progress
+):
+    view = samples.filter_labels(
+        queries_field, (F("round") == round_no) & (F("status") == "pending")
+    )
+    clicks = changed = corrected = 0
+    for sample in track(view.iter_samples(), len(view), progress, "oracle answers"):
+        det0 = sample[queries_field].detections[0]
+        labels = read_current_labels(
+            sample, det0.get_field("label_field"), det0.get_field("revised_field")
+        )
+        gt = read_segmentation(sample, gt_field)
+        answers = []
+        for det in sample[queries_field].detections:
+            slc, region = query_region(det, labels.shape)
+            ry, rx = det.get_field("rep_yx")
+            ans = oracle_answer(
+                gt[slc],
+                labels[slc],
+                region,
+                rule=oracle,
+                rep_yx=(ry - slc[0].start, rx - slc[1].start),
+                ignore_index=ignore,
+            )
+            answers.append((det.id, KEEP if ans is None else int(ans)))
+        result = apply_answers(dataset, sample.id, answers, user, queries_field)
+        clicks += len(result)
+        changed += sum(result.values())
+        corrected += sum(1 for n in result.values() if n > 0)
+    return clicks, changed, corrected
+
+
+def simulate(
+    samples: SampleCollection,
+    label_field: str,
+    gt_field: str,
+    rounds: int = 5,
+    budget_per_round: float = 0.02,
+    method: str = "sim",
+    oracle: str = "majority",
+    seed: int = 0,
+    model: Any = "features",
+    superpixel_field: str = SUPERPIXELS_FIELD,
+    queries_field: str = SIM_QUERIES_FIELD,
+    revised_field: str = SIM_REVISED_FIELD,
+    tau: float = 0.0,
+    exclude_answered: bool = True,
+    reset: bool = True,
+    model_kwargs: dict | None = None,
+    device: str = "cpu",
+    propagate: bool = False,
+    propagate_threshold: float = 0.99,
+    propagate_classifier: Any = "mlp",
+    progress: ProgressCallback | None = None,
+) -> SimulationResult:
+    """Run ``rounds`` of rank -> answer with an oracle reading ``gt_field``.
+
+    ``oracle`` is ``"majority"`` (A2LC: the majority ground-truth class of the region) or
+    ``"rep"`` (reference ALC code: the ground truth at the representative pixel); either
+    relabels a region only when at most half of it matches the ground truth, and every query
+    costs one click. The simulation writes its own fields (``queries_field``,
+    ``revised_field``; ``reset`` clears them first) and leaves a person's review fields alone.
+
+    ``propagate=True`` adds A2LC's automatic correction after each round's answers
+    (:func:`~alc_fiftyone.propagation.propagate_answers` with ``propagate_threshold`` and
+    ``propagate_classifier``, using the round's fitted model); its changes are reported in
+    the ``auto_superpixels`` / ``auto_pixels`` columns and never counted as clicks.
+
+    Parameters
+    ----------
+    samples
+        The dataset or view to work on.
+    label_field
+        The labels under review (an ``fo.Segmentation`` field).
+    gt_field
+        The ground truth (an ``fo.Segmentation`` field).
+    rounds
+        Number of rounds.
+    budget_per_round
+        Queries per round: a count or a fraction in (0, 1] of the superpixels.
+    method
+        The acquisition (:data:`~alc_fiftyone.ACQUISITION_METHODS`).
+    oracle
+        ``"majority"`` (A2LC) or ``"rep"`` (the reference ALC code).
+    seed
+        Seed of everything random in the step.
+    model
+        P(class | pixel): ``"features"``, ``"sam_head"``, ``"backbone:<resnet>"``,
+        ``"field:<name>"``, a callable ``fn(sample, image) -> (C, H, W)`` or a
+        :class:`~alc_fiftyone.models.base.ProbabilityModel`.
+    superpixel_field
+        The superpixel id maps.
+    queries_field
+        The simulation's own queries field (a reviewer's is left alone).
+    revised_field
+        The simulation's own corrected labels.
+    tau
+        Expansion threshold: an answer relabels the superpixel pixels whose probabilities have
+        cosine >= ``tau`` with the representative's (0: all).
+    exclude_answered
+        Do not ask again about answered regions.
+    reset
+        Clear the simulation's fields first.
+    model_kwargs
+        Keyword arguments of the model.
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+    propagate
+        Add A2LC's automatic correction after each round.
+    propagate_threshold
+        Its confidence threshold.
+    propagate_classifier
+        Its classifier.
+    progress
+        ``progress(done, total, description)``, e.g. the CLI's tqdm bars.
+
+    Returns
+    -------
+    SimulationResult
+        The rows (clicks, pixels changed, data mIoU per round) and the configuration.
+    """
+    if oracle not in ("majority", "rep"):
+        raise ValueError("oracle must be 'majority' or 'rep'")
+    require_field(samples, gt_field, "ground-truth")
+    dataset = dataset_of(samples)
+    _, ignore, _ = class_table(dataset, gt_field)
+    if reset:
+        for f in (queries_field, revised_field):
+            if samples.has_field(f):
+                samples.set_field(f, None).save()
+        info = alc_info(dataset)
+        kept = [r for r in info.get("rounds", []) if r.get("queries_field") != queries_field]
+        props = [
+            p for p in info.get("propagations", []) if p.get("queries_field") != queries_field
+        ]
+        update_alc_info(dataset, rounds=kept, propagations=props)
+    config = {
+        "label_field": label_field,
+        "gt_field": gt_field,
+        "rounds": rounds,
+        "budget_per_round": budget_per_round,
+        "method": method,
+        "oracle": oracle,
+        "seed": seed,
+        "model": model if isinstance(model, str) else getattr(model, "name", "custom"),
+        "superpixel_field": superpixel_field,
+        "tau": tau,
+        "exclude_answered": exclude_answered,
+        "num_samples": len(samples),
+        "propagate": propagate,
+    }
+    if propagate:
+        config["propagate_threshold"] = propagate_threshold
+        config["propagate_classifier"] = str(propagate_classifier)
+    # one model instance for every round, so what it caches (features) is computed once
+    prob_model = get_model(model, **(model_kwargs or {}))
+    config["model"] = prob_model.describe()
+    miou0 = evaluate(samples, label_field, gt_field, revised_field)["miou"]
+    rows = [
+        {
+            "round": 0,
+            "clicks": 0,
+            "total_clicks": 0,
+            "corrected": 0,
+            "pixels_changed": 0,
+            "miou": miou0,
+            "seconds": 0.0,
+            **({"auto_superpixels": 0, "auto_pixels": 0} if propagate else {}),
+        }
+    ]
+    total = 0
+    outer = progress
+    for r in range(1, rounds + 1):
+        t0 = time.perf_counter()
+        progress = prefixed(outer, f"round {r}/{rounds}: ")
+        summary = rank_superpixels(
+            samples,
+            label_field,
+            superpixel_field=superpixel_field,
+            method=method,
+            budget=budget_per_round,
+            queries_field=queries_field,
+            exclude_answered=exclude_answered,
+            model=prob_model,
+            tau=tau,
+            seed=seed + r,
+            revised_field=revised_field,
+            device=device,
+            progress=progress,
+        )
+        clicks, changed, corrected = _answer_round(
+            dataset,
+            samples,
+            queries_field,
+            summary["round"],
+            gt_field,
+            oracle,
+            ignore,
+            "oracle",
+            progress,
+        )
+        total += clicks
+        auto = None
+        if propagate:
+            auto = propagate_answers(
+                samples,
+                label_field,
+                round=summary["round"],
+                model=prob_model,
+                fitted=True,
+                threshold=propagate_threshold,
+                classifier=propagate_classifier,
+                superpixel_field=superpixel_field,
+                queries_field=queries_field,
+                revised_field=revised_field,
+                seed=seed + r,
+                progress=progress,
+            )
+        miou = evaluate(samples, label_field, gt_field, revised_field)["miou"]
+        rows.append(
+            {
+                "round": r,
+                "clicks": clicks,
+                "total_clicks": total,
+                "corrected": corrected,
+                "pixels_changed": changed,
+                "miou": miou,
+                "seconds": time.perf_counter() - t0,
+                "seconds_rank": summary["seconds_total"],
+                **(
+                    {"auto_superpixels": auto["superpixels"], "auto_pixels": auto["pixels"]}
+                    if auto is not None
+                    else {}
+                ),
+            }
+        )
+    return SimulationResult(rows=rows, config=config)
