@@ -37,8 +37,11 @@ demo: venv
 test: venv
 	$(ALC_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff (style and errors) and import-linter (the layers declared in pyproject.toml)
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	cd $(CURDIR) && $(BIN)/lint-imports
 
 # Each benchmarks/<name>.py prints one table; BENCH picks some (default: all of them).
 #   make bench BENCH=label_quality BENCH_ARGS="--datasets camvid"
