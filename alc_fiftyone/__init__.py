@@ -26,6 +26,7 @@ _EXPORTS = {
     "export_masks": "data.export",
     "save_revised_version": "data.versions",
     "clean_files": "store.cleanup",
+    "ranked_label_field": "store.info",
     # steps of the loop
     "compute_superpixels": "steps.superpixels",
     "generate_pseudo_labels": "steps.pseudo_labels",
@@ -121,6 +122,7 @@ __all__ = [
     "query_info",
     "queue_shards",
     "rank_superpixels",
+    "ranked_label_field",
     "release",
     "render_query",
     "review_progress",
@@ -169,6 +171,7 @@ if TYPE_CHECKING:  # what the lazy loading below gives, for type checkers and ID
     from .steps.superpixels import METHODS as SUPERPIXEL_METHODS
     from .steps.superpixels import compute_superpixels
     from .store.cleanup import clean_files
+    from .store.info import ranked_label_field
 
 
 def __getattr__(name: str):

@@ -22,7 +22,8 @@ from pathlib import Path
 from .core.acquisition import METHODS as ACQUISITION_METHODS  # arrays only: no FiftyOne
 from .errors import ALCError
 
-SUPERPIXEL_METHODS = ("slic", "felzenszwalb")  # those that need no model (SAM: the SDK)
+# those that need no model (SAM: the SDK); label_aware follows the labels under review
+SUPERPIXEL_METHODS = ("label_aware", "felzenszwalb", "slic")
 MODEL_HELP = (
     "probability model: features (default), sam_head, backbone:<resnet18|34|50|101> or "
     "field:<name> (your (C, H, W) maps)"
@@ -100,7 +101,7 @@ def cmd_demo(args, bar) -> None:
         overwrite=True,
         progress=bar,
     )
-    alc.compute_superpixels(ds, method="felzenszwalb", progress=bar)
+    alc.compute_superpixels(ds, label_field="pseudo", progress=bar)  # label-aware regions
     alc.rank_superpixels(ds, "pseudo", budget=0.05, seed=args.seed, progress=bar)
     res = alc.simulate(
         ds,
@@ -155,7 +156,8 @@ def cmd_simulate(args, bar) -> None:
             progress=bar,
             **_given(rate=args.noise, seed=args.noise_seed),
         )
-        alc.compute_superpixels(ds, method=args.superpixels, progress=bar)
+        follow = {"label_field": "noisy"} if args.superpixels == "label_aware" else {}
+        alc.compute_superpixels(ds, method=args.superpixels, progress=bar, **follow)
         res = alc.simulate(
             ds,
             "noisy",
@@ -380,8 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--superpixels",
         choices=SUPERPIXEL_METHODS,
-        default="slic",
-        help="superpixel method (default: slic)",
+        default="label_aware",
+        help="regions: label_aware (follow the noisy labels, cut by Felzenszwalb; default), "
+        "felzenszwalb or slic",
     )
     p.add_argument("--plot", metavar="OUT.png", help="plot data mIoU per round to this file")
     p.add_argument("--keep", action="store_true", help="keep the dataset (persistent)")

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from fiftyone.operators import types
 
-from ._common import ALCOperator, ContextProgress, alc, jsonable, rerun_inputs, target_notice
+from ._common import (
+    ALCOperator,
+    ContextProgress,
+    alc,
+    field_choice,
+    jsonable,
+    rerun_inputs,
+    segmentation_fields,
+    target_notice,
+)
 
 #: the methods this form offers (SAM ones have their own operator)
-FORM_METHODS = ("slic", "felzenszwalb")
+FORM_METHODS = {
+    "label_aware": "label-aware: follow the labels under review, cut by image regions (best)",
+    "felzenszwalb": "felzenszwalb: image regions only",
+    "slic": "slic: image regions only, near-uniform sizes",
+}
 # The library parameters of each method, and their (form type, label, description); a blank
 # one gets the library's default.
 SUPERPIXEL_PARAMS = {
     "slic": ("n_segments", "compactness", "sigma"),
     "felzenszwalb": ("scale", "sigma", "min_size"),
+    "label_aware": ("min_area", "scale", "min_size"),
 }
 _METHOD_PARAMS = {
     "n_segments": ("int", "Number of segments", "SLIC: approximate number of superpixels"),
@@ -20,6 +36,7 @@ _METHOD_PARAMS = {
     "sigma": ("float", "Sigma", "Gaussian smoothing before segmentation"),
     "scale": ("float", "Scale", "Felzenszwalb: higher values give larger superpixels"),
     "min_size": ("int", "Minimum size", "Felzenszwalb: smallest superpixel in pixels"),
+    "min_area": ("int", "Minimum area", "Label-aware: fragments smaller than this merge"),
 }
 
 
@@ -32,15 +49,29 @@ class ComputeSuperpixels(ALCOperator):
     )
     ICON = "grain"
     SDK = "compute_superpixels"
+    # the SDK picks label_aware when it is given a label field; the form asks for one
+    FORM_DEFAULTS: ClassVar[dict] = {"method": "label_aware"}
     SHARDABLE = True
 
     def form(self, ctx, inputs):
         d = self.defaults()
         target_notice(inputs, len(ctx.target_view()), "Compute superpixels for")
         methods = types.RadioGroup()
-        for m in FORM_METHODS:
-            methods.add_choice(m, label=m)
+        for m, label in FORM_METHODS.items():
+            methods.add_choice(m, label=label)
         inputs.enum("method", methods.values(), default=d["method"], label="Method", view=methods)
+        if self.param(ctx, "method") == "label_aware":
+            fields = [f for f in segmentation_fields(ctx) if f != self.param(ctx, "field")]
+            recorded = alc().ranked_label_field(ctx.dataset) if ctx.dataset else None
+            field_choice(
+                inputs,
+                "label_field",
+                fields,
+                "Label field",
+                "The labels under review the regions follow (never a ground truth you "
+                "measure against)",
+                default=recorded if recorded in fields else None,
+            )
         inputs.str(
             "field",
             default=d["field"],
@@ -61,6 +92,8 @@ class ComputeSuperpixels(ALCOperator):
             for name in SUPERPIXEL_PARAMS.get(method, ())
             if ctx.params.get(name) is not None
         }
+        if method == "label_aware":
+            method_params["label_field"] = ctx.params["label_field"]
         summary = alc().compute_superpixels(
             self.target(ctx),
             method=method,

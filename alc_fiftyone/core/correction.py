@@ -27,6 +27,7 @@ __all__ = [
     "expand_answer",
     "majority_class",
     "oracle_answer",
+    "oracle_gains",
     "region_mask",
     "restore_region",
     "write_region",
@@ -198,3 +199,69 @@ def answer_query(
         return np.array(labels, copy=True), AnswerOutcome(changed=0, answer=None)
     new, changed = expand_answer(labels, region, answer)
     return new, AnswerOutcome(changed=changed, answer=answer)
+
+
+def oracle_gains(
+    gt: Any,
+    labels: Any,
+    superpixels: Any,
+    ids: Any = None,
+    rule: str = "majority",
+    rep_yx: Any = None,
+    ignore_index: int | None = 255,
+) -> np.ndarray:
+    """How many pixels the simulated annotator's answer would change in each superpixel: the
+    ranking of a ceiling that knows the ground truth (:func:`oracle_answer`, vectorised over
+    the superpixels of one image, ``tau = 0`` so E(s) = s).
+
+    For each id of ``ids`` (default: every id > 0 of ``superpixels``, ascending): 0 when more
+    than half of the region already matches ``gt`` (ground-truth ignore counts as a mismatch)
+    or when the answer would be None; else the number of region pixels whose label differs
+    from the answer (the majority ground-truth class, or with ``rule="rep"`` the ground truth
+    at ``rep_yx[i]``). Never a method for users: it reads the ground truth.
+    """
+    if rule not in ORACLE_RULES:
+        raise ValueError(f"unknown oracle rule {rule!r}; expected one of {ORACLE_RULES}")
+    gt = np.asarray(gt)
+    labels = np.asarray(labels)
+    sp = np.asarray(superpixels)
+    if not (gt.shape == labels.shape == sp.shape) or gt.ndim != 2:
+        raise ValueError(f"gt {gt.shape}, labels {labels.shape} and superpixels {sp.shape} differ")
+    flat = sp.ravel().astype(np.int64)
+    if ids is None:
+        present = np.bincount(flat)
+        ids = np.flatnonzero(present)
+        ids = ids[ids > 0]
+    ids = np.asarray(ids, dtype=np.int64)
+    n_id = int(max(flat.max(initial=0), ids.max(initial=0))) + 1
+    lut = np.full(n_id, -1, dtype=np.int64)
+    lut[ids] = np.arange(ids.size)
+    sid = lut[flat]
+    keep = sid >= 0
+    sid, g, lab = (
+        sid[keep],
+        gt.ravel()[keep].astype(np.int64),
+        labels.ravel()[keep].astype(np.int64),
+    )
+    n = ids.size
+    size = np.bincount(sid, minlength=n)
+    ok = lab == g
+    if ignore_index is not None:
+        ok &= g != ignore_index
+    right = np.bincount(sid, weights=ok, minlength=n)
+    if rule == "rep":
+        if rep_yx is None:
+            raise ValueError("rule='rep' needs rep_yx")
+        rep = np.asarray(rep_yx, dtype=np.int64).reshape(-1, 2)
+        answer = gt[rep[:, 0], rep[:, 1]].astype(np.int64)
+        valid = np.ones(n, dtype=bool)
+    else:
+        vals = g if ignore_index is None else np.where(g == ignore_index, -1, g)
+        use = vals >= 0
+        k = int(vals.max(initial=0)) + 1
+        counts = np.bincount(sid[use] * k + vals[use], minlength=n * k).reshape(n, k)
+        answer = counts.argmax(axis=1)  # ties to the smallest class, as oracle_answer
+        valid = counts.sum(axis=1) > 0
+    wrong = np.bincount(sid, weights=lab != answer[sid], minlength=n)
+    gains = np.where((2 * right <= size) & valid & (size > 0), wrong, 0.0)
+    return gains.astype(np.float64)

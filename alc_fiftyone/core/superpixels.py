@@ -31,7 +31,7 @@ MAX_SUPERPIXELS = 65535
 METHODS = ("slic", "felzenszwalb")
 
 
-def _check_image(image: Any) -> np.ndarray:
+def check_image(image: Any) -> np.ndarray:
     """Return ``image`` as an array of shape (H, W) or (H, W, 3); raise on anything else."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -84,7 +84,7 @@ def slic(
     """
     from skimage.segmentation import slic as _sk_slic
 
-    image = _check_image(image)
+    image = check_image(image)
     if start_label < 1 or start_label > MAX_SUPERPIXELS:
         raise ValueError(f"start_label must be in 1..{MAX_SUPERPIXELS}, got {start_label}")
     if n_segments < 1:
@@ -127,7 +127,7 @@ def felzenszwalb(
     """
     from skimage.segmentation import felzenszwalb as _sk_felzenszwalb
 
-    image = _check_image(image)
+    image = check_image(image)
     channel_axis = None if image.ndim == 2 else -1
     labels = _sk_felzenszwalb(
         image,
@@ -148,7 +148,7 @@ def superpixels(image: np.ndarray, method: str = "slic", **params: Any) -> np.nd
     raise ValueError(f"unknown superpixel method {method!r}; choose one of {', '.join(METHODS)}")
 
 
-def _dense(ids: np.ndarray) -> tuple[np.ndarray, int]:
+def dense_ids(ids: np.ndarray) -> tuple[np.ndarray, int]:
     """Map the non-zero values of ``ids`` to dense int64 ``1..N`` (0 stays 0)."""
     ids = np.asarray(ids)
     if ids.ndim != 2:
@@ -182,7 +182,7 @@ def relabel_sequential(ids: np.ndarray, start: int = 1) -> np.ndarray:
     """
     if start < 1:
         raise ValueError(f"start must be >= 1 (0 is reserved), got {start}")
-    dense, n = _dense(ids)
+    dense, n = dense_ids(ids)
     if n and start + n - 1 > MAX_SUPERPIXELS:
         raise ValueError(
             f"{n} superpixels starting at {start} exceed the uint16 id range "
@@ -193,7 +193,7 @@ def relabel_sequential(ids: np.ndarray, start: int = 1) -> np.ndarray:
     return dense.astype(np.uint16)
 
 
-def _adjacency(labels: np.ndarray, n: int) -> sparse.csr_matrix:
+def adjacency(labels: np.ndarray, n: int) -> sparse.csr_matrix:
     """Symmetric (n+1, n+1) count of 4-connected pixel pairs between different non-zero ids."""
     pairs_a = [labels[:, :-1].ravel(), labels[:-1, :].ravel()]
     pairs_b = [labels[:, 1:].ravel(), labels[1:, :].ravel()]
@@ -207,7 +207,7 @@ def _adjacency(labels: np.ndarray, n: int) -> sparse.csr_matrix:
     return sparse.coo_matrix((data, (rows, cols)), shape=(n + 1, n + 1)).tocsr()
 
 
-def _most_adjacent(adj: sparse.csr_matrix, sizes: np.ndarray) -> np.ndarray:
+def most_adjacent(adj: sparse.csr_matrix, sizes: np.ndarray) -> np.ndarray:
     """For each id, the neighbour sharing the longest boundary (-1 when it has none).
 
     Ties go to the larger neighbour, then to the smaller id, so the choice is deterministic.
@@ -246,12 +246,12 @@ def cap_superpixels(ids: np.ndarray, max_n: int = MAX_SUPERPIXELS, start: int = 
             f"ids start..start+max_n-1 = {start}..{start + max_n - 1} must lie in "
             f"1..{MAX_SUPERPIXELS}"
         )
-    labels, n = _dense(ids)
+    labels, n = dense_ids(ids)
     while n > max_n:
         excess = n - max_n
         sizes = np.bincount(labels.ravel(), minlength=n + 1)
-        adj = _adjacency(labels, n)
-        best = _most_adjacent(adj, sizes)
+        adj = adjacency(labels, n)
+        best = most_adjacent(adj, sizes)
         candidates = np.arange(1, n + 1)
         candidates = candidates[best[1:] > 0]
         if candidates.size:
@@ -306,10 +306,10 @@ def merge_small_regions(ids: np.ndarray, min_area: int) -> np.ndarray:
     0 pixels are never merged (a small region surrounded only by 0 stays). Returns the id map
     renumbered densely from 1 (``uint16`` via :func:`cap_superpixels`).
     """
-    labels, n = _dense(ids)
+    labels, n = dense_ids(ids)
     while min_area > 1 and n > 1:
         sizes = np.bincount(labels.ravel(), minlength=n + 1)
-        best = _most_adjacent(_adjacency(labels, n), sizes)
+        best = most_adjacent(adjacency(labels, n), sizes)
         small = np.flatnonzero((sizes < min_area) & (best >= 0))
         small = small[small > 0]
         if small.size == 0:
@@ -353,7 +353,7 @@ def superpixels_from_regions(
         if gap.any():
             n = int(labels.max())
             if image is not None:
-                image = _check_image(image)
+                image = check_image(image)
                 if image.shape[:2] != regions.shape:
                     raise ValueError(
                         f"image shape {image.shape[:2]} does not match regions {regions.shape}"

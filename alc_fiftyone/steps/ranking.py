@@ -123,6 +123,7 @@ class _Plan:
     total_all: int
     shard: object | None
     failed: list
+    scorer: Scorer | None = None
 
     def read_labels(self, sample) -> np.ndarray:
         labels = read_current_labels(sample, self.label_field, self.revised_field)
@@ -130,7 +131,6 @@ class _Plan:
         return labels
 
 
-@database_errors_of("ranking superpixels")
 def rank_superpixels(
     samples: SampleCollection,
     label_field: str,
@@ -231,7 +231,99 @@ def rank_superpixels(
     callable) gives the same scores, and the merged queries equal the single-process ones.
     ``abc`` and ``classbal`` need statistics of the whole collection and cannot be sharded.
     """
+    if method == "oracle":
+        raise ValueError(
+            "method 'oracle' reads the ground truth: it is the ceiling of a benchmark, not a "
+            "ranking for reviewers; use alc.simulate(..., method='oracle')"
+        )
+    return rank_with(
+        samples,
+        label_field,
+        superpixel_field=superpixel_field,
+        method=method,
+        budget=budget,
+        queries_field=queries_field,
+        exclude_answered=exclude_answered,
+        model=model,
+        tau=tau,
+        seed=seed,
+        revised_field=revised_field,
+        device=device,
+        model_kwargs=model_kwargs,
+        num_suggestions=num_suggestions,
+        skip_failures=skip_failures,
+        progress=progress,
+        shard=shard,
+        run_id=run_id,
+    )
+
+
+class Scorer:
+    """An acquisition of one's own, or a ceiling that knows the truth, for :func:`rank_with`
+    (and :func:`alc_fiftyone.simulate`): it replaces the scores of ``base_method``.
+
+    ``fields`` are the sample fields it reads; ``__call__(sample, probs, superpixels, labels,
+    res)`` returns one score per superpixel of ``res`` (a
+    :class:`~alc_fiftyone.core.acquisition.SuperpixelScores` of ``base_method``, whose
+    representatives and sizes the queries keep).
+    """
+
+    name = "scorer"
+    base_method = "sim"
+    fields: tuple[str, ...] = ()
+
+    def __call__(self, sample, probs, superpixels, labels, res) -> np.ndarray:
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+class OracleScorer(Scorer):
+    """The ceiling of a benchmark: each region scored by the pixels one answer of the
+    simulated annotator would fix (:func:`alc_fiftyone.core.correction.oracle_gains`). It
+    reads the ground truth, so it is a bound, never a method for reviewers."""
+
+    name = "oracle"
+
+    def __init__(self, gt_field: str, rule: str = "majority", ignore_index: int | None = 255):
+        self.gt_field, self.rule, self.ignore_index = gt_field, rule, ignore_index
+        self.fields = (gt_field,)
+
+    def __call__(self, sample, probs, superpixels, labels, res) -> np.ndarray:
+        from ..core.correction import oracle_gains
+
+        gt = read_segmentation(sample, self.gt_field)
+        check_same_size(sample, repr(self.gt_field), gt.shape, "the labels", labels.shape)
+        return oracle_gains(
+            gt, labels, superpixels, res.ids, self.rule, res.rep_yx, self.ignore_index
+        )
+
+
+@database_errors_of("ranking superpixels")
+def rank_with(
+    samples,
+    label_field: str,
+    superpixel_field: str = SUPERPIXELS_FIELD,
+    method: str | Scorer = "sim",
+    budget=None,
+    queries_field: str = QUERIES_FIELD,
+    exclude_answered: bool = True,
+    model="features",
+    tau: float = 0.0,
+    seed: int = 0,
+    revised_field: str = REVISED_FIELD,
+    device: str = "cpu",
+    model_kwargs: dict | None = None,
+    num_suggestions: int = 3,
+    skip_failures: bool = False,
+    progress: ProgressCallback | None = None,
+    shard=None,
+    run_id: str | None = None,
+) -> dict:
+    """:func:`rank_superpixels`, where ``method`` may also be a :class:`Scorer` (a benchmark's
+    own acquisition, or the oracle ceiling of :func:`alc_fiftyone.simulate`)."""
     t_start = time.perf_counter()
+    scorer = method if isinstance(method, Scorer) else None
+    if scorer is not None:
+        method = scorer.base_method
     plan = _plan(
         samples,
         label_field,
@@ -244,6 +336,7 @@ def rank_superpixels(
         skip_failures,
         shard,
         run_id,
+        scorer,
     )
     kept = kept_queries(plan.samples, queries_field)
     fit = FitContext(
@@ -282,6 +375,7 @@ def _plan(
     skip_failures,
     shard,
     run_id,
+    scorer=None,
 ) -> _Plan:
     """Check everything that can be checked before any work and resolve the budget; nothing
     is computed or written yet."""
@@ -315,6 +409,8 @@ def _plan(
         work = samples
     else:
         fields = [label_field, superpixel_field, *prob_model.fields]
+        if scorer is not None:
+            fields += [f for f in scorer.fields if f not in fields]
         if samples.has_field(revised_field):
             fields.append(revised_field)
         work = samples.select_fields(fields)
@@ -344,6 +440,7 @@ def _plan(
         total_all=total_all,
         shard=shard,
         failed=failed,
+        scorer=scorer,
     )
 
 
@@ -383,6 +480,8 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
         )
         if len(res) == 0:
             continue
+        if plan.scorer is not None:
+            res.scores = np.asarray(plan.scorer(sample, probs, sp, labels, res), np.float64)
         keep = np.ones(len(res), dtype=bool)
         done = excluded_superpixels(
             kept.get(sample.id, []), sp, sp_paths[sample.id], exclude_answered
@@ -417,7 +516,7 @@ def _write(plan, ranked, sp_paths, tau, run_id, progress) -> dict:
         0,
         round=round_no,
         fields={
-            "method": plan.method,
+            "method": plan.scorer.name if plan.scorer is not None else plan.method,
             "label_field": plan.label_field,
             "superpixel_field": plan.superpixel_field,
             "revised_field": plan.revised_field,
@@ -477,7 +576,7 @@ def _write(plan, ranked, sp_paths, tau, run_id, progress) -> dict:
         "label_field": label_field,
         "superpixel_field": plan.superpixel_field,
         "revised_field": revised_field,
-        "method": plan.method,
+        "method": plan.scorer.name if plan.scorer is not None else plan.method,
         "model": plan.model.describe(),
         "tau": tau,
         "budget": plan.budget,

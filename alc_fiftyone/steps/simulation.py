@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from fiftyone import ViewField as F
 
 from ..core.correction import oracle_answer
+from ..errors import ALCError
 from ..models.registry import get_model
 from ..progress import ProgressCallback, prefixed, track
 from ..review.answers import KEEP, apply_answers
@@ -31,7 +32,7 @@ from ..store.files import read_segmentation
 from ..store.info import alc_info, update_alc_info
 from .evaluation import evaluate
 from .propagation import propagate_answers
-from .ranking import rank_superpixels
+from .ranking import OracleScorer, Scorer, rank_with
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
@@ -147,7 +148,7 @@ def simulate(
     gt_field: str,
     rounds: int = 5,
     budget_per_round: float = 0.02,
-    method: str = "sim",
+    method: str | Scorer = "sim",
     oracle: str = "majority",
     seed: int = 0,
     model: Any = "features",
@@ -172,6 +173,14 @@ def simulate(
     costs one click. The simulation writes its own fields (``queries_field``,
     ``revised_field``; ``reset`` clears them first) and leaves a person's review fields alone.
 
+    ``method="oracle"`` ranks each round by the pixels one answer of the oracle would fix
+    (:class:`~alc_fiftyone.steps.ranking.OracleScorer`): it reads the ground truth, so it is
+    a ceiling to measure the other methods and the regions against (how far a method is from
+    it tells whether the ranking or the regions limit a dataset), never a method for
+    reviewers; :func:`~alc_fiftyone.rank_superpixels` refuses it. A
+    :class:`~alc_fiftyone.steps.ranking.Scorer` instance plugs in an acquisition of one's own
+    (benchmarks).
+
     ``propagate=True`` adds A2LC's automatic correction after each round's answers
     (:func:`~alc_fiftyone.propagation.propagate_answers` with ``propagate_threshold`` and
     ``propagate_classifier``, using the round's fitted model); its changes are reported in
@@ -190,7 +199,8 @@ def simulate(
     budget_per_round
         Queries per round: a count or a fraction in (0, 1] of the superpixels.
     method
-        The acquisition (:data:`~alc_fiftyone.ACQUISITION_METHODS`).
+        The acquisition (:data:`~alc_fiftyone.ACQUISITION_METHODS`), ``"oracle"`` (the
+        ceiling) or a :class:`~alc_fiftyone.steps.ranking.Scorer`.
     oracle
         ``"majority"`` (A2LC) or ``"rep"`` (the reference ALC code).
     seed
@@ -235,6 +245,21 @@ def simulate(
     require_field(samples, gt_field, "ground-truth")
     dataset = dataset_of(samples)
     _, ignore, _ = class_table(dataset, gt_field)
+    followed = (
+        set(samples.distinct(f"{superpixel_field}.label_field"))
+        if samples.has_field(superpixel_field)
+        else set()
+    )
+    if gt_field in followed:
+        raise ALCError(
+            f"the superpixels in {superpixel_field!r} follow {gt_field!r}, the ground truth: "
+            "regions cut along the truth would measure nothing; compute them with "
+            f"label_field={label_field!r}"
+        )
+    if method == "oracle":
+        method = OracleScorer(gt_field, oracle, ignore)
+    elif not isinstance(method, (str, Scorer)):
+        raise ValueError(f"method must be a method name or a Scorer, got {method!r}")
     if reset:
         for f in (queries_field, revised_field):
             if samples.has_field(f):
@@ -250,7 +275,7 @@ def simulate(
         "gt_field": gt_field,
         "rounds": rounds,
         "budget_per_round": budget_per_round,
-        "method": method,
+        "method": method.name if isinstance(method, Scorer) else method,
         "oracle": oracle,
         "seed": seed,
         "model": model if isinstance(model, str) else getattr(model, "name", "custom"),
@@ -284,7 +309,7 @@ def simulate(
     for r in range(1, rounds + 1):
         t0 = time.perf_counter()
         progress = prefixed(outer, f"round {r}/{rounds}: ")
-        summary = rank_superpixels(
+        summary = rank_with(
             samples,
             label_field,
             superpixel_field=superpixel_field,

@@ -8,10 +8,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core import superpixels as csp
-from ..errors import SampleError
+from ..errors import ALCError, SampleError
 from ..progress import ProgressCallback
 from ..store.db import dataset_of
-from ..store.fields import PSEUDO_INSTANCES_FIELD, SUPERPIXELS_FIELD
+from ..store.fields import (
+    PSEUDO_INSTANCES_FIELD,
+    REVISED_FIELD,
+    SUPERPIXELS_FIELD,
+    class_table,
+    read_current_labels,
+    require_segmentation_field,
+)
 from ..store.files import check_same_size, read_image, read_segmentation
 from ..store.info import alc_info, update_alc_info
 from ..store.masks import compute_mask_field
@@ -20,19 +27,44 @@ if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
 
 
-METHODS = ("slic", "felzenszwalb", "sam", "pseudo_instances")
+METHODS = ("label_aware", "felzenszwalb", "slic", "sam", "pseudo_instances")
+#: the base regions label-aware superpixels cut the label components with (or "field:<name>")
+LABEL_AWARE_BASES = ("felzenszwalb", "slic", "sam")
+#: the method when no label field is given: SLIC, as before label-aware regions existed (its
+#: parameters, e.g. ``n_segments``, are what such calls pass); at equal clicks Felzenszwalb
+#: does better (BENCHMARKS.md), and label-aware regions much better
+IMAGE_ONLY_DEFAULT = "slic"
 
 
 def compute_superpixels(
     samples: SampleCollection,
-    method: str = "slic",
+    method: str | None = None,
     field: str = SUPERPIXELS_FIELD,
     overwrite: bool = False,
     skip_failures: bool = False,
     progress: ProgressCallback | None = None,
+    label_field: str | None = None,
+    revised_field: str = REVISED_FIELD,
     **params,
 ) -> dict:
     """Compute superpixels for every sample of ``samples`` into ``field``.
+
+    ``method="label_aware"`` (the default when ``label_field`` is given): regions that follow
+    the labels under review, so that one answer can fix a whole wrong region
+    (:func:`alc_fiftyone.core.regions.label_aware_regions`): every region lies inside one
+    4-connected component of one class of the current labels (``revised_field`` where a
+    sample has it, else ``label_field``) and inside one *base* region; every pixel belongs to
+    one region (ignore pixels form regions of their own); fragments under ``min_area`` pixels
+    merge into an adjacent region of the same label component when there is one, else into
+    the most similar adjacent region. Params: ``base`` (``"felzenszwalb"`` (default),
+    ``"slic"``, ``"sam"`` or ``"field:<name>"``, an existing superpixel field), ``min_area``,
+    ``ignore`` (``"own"`` or ``"merge"``) and the base method's own parameters (e.g.
+    ``scale``, ``min_size``; for ``"sam"`` those of ``method="sam"`` below). Each mask
+    records the ``label_field`` and the label mask it followed. Never give it the ground
+    truth of a simulation: regions cut along the truth measure nothing
+    (:func:`alc_fiftyone.simulate` refuses them).
+
+    Without ``label_field`` the default is ``"slic"``.
 
     ``method`` is ``"slic"`` (params ``n_segments``, ``compactness``, ``sigma``) or
     ``"felzenszwalb"`` (``scale``, ``sigma``, ``min_size``), from scikit-image. Ids are 1..N
@@ -56,7 +88,9 @@ def compute_superpixels(
     samples
         The dataset or view to work on.
     method
-        ``"slic"``, ``"felzenszwalb"``, ``"sam"`` or ``"pseudo_instances"`` (see above).
+        ``"label_aware"``, ``"felzenszwalb"``, ``"slic"``, ``"sam"`` or
+        ``"pseudo_instances"`` (see above); None: ``"label_aware"`` when ``label_field`` is
+        given, else ``"slic"``.
     field
         The field that receives the result.
     overwrite
@@ -66,6 +100,10 @@ def compute_superpixels(
         instead of stopping.
     progress
         ``progress(done, total, description)``, e.g. the CLI's tqdm bars.
+    label_field
+        The labels under review that ``"label_aware"`` regions follow.
+    revised_field
+        The corrected labels, followed instead where a sample has them.
     **params
         The method's parameters (see above).
 
@@ -75,11 +113,30 @@ def compute_superpixels(
         ``processed``, ``skipped_existing``, ``failed``, ``method``, ``mean_superpixels`` and, when
         nothing was computed, ``note``.
     """
+    if method is None:
+        method = "label_aware" if label_field else IMAGE_ONLY_DEFAULT
     if method not in METHODS:
         raise ValueError(f"unknown superpixel method {method!r}; choose one of {METHODS}")
+    if method == "label_aware" and not label_field:
+        raise ValueError(
+            "method 'label_aware' follows the labels under review: pass label_field= (the "
+            "field being corrected, never the ground truth of a simulation)"
+        )
     counts = []
 
-    if method == "sam":
+    if method == "label_aware" and str(params.get("base", "felzenszwalb")) == "sam":
+        finish = _label_aware_fn(samples, params, counts, label_field, revised_field, None)
+        sam_params = {k: v for k, v in params.items() if k not in ("base", "ignore", "min_area")}
+        summary = sam_superpixels_field(
+            samples,
+            field,
+            overwrite=overwrite,
+            skip_failures=skip_failures,
+            progress=progress,
+            finish=finish,
+            **sam_params,
+        )
+    elif method == "sam":
         summary = sam_superpixels_field(
             samples,
             field,
@@ -94,6 +151,14 @@ def compute_superpixels(
             one = _pseudo_instances_fn(params, counts)
             source = params.get("instances_field", PSEUDO_INSTANCES_FIELD)
             read = (source,) if samples.has_field(source) else ()  # () : no selection
+        elif method == "label_aware":
+            base = str(params.get("base", "felzenszwalb"))
+            one = _label_aware_fn(samples, params, counts, label_field, revised_field, base)
+            read = tuple(
+                f
+                for f in (label_field, revised_field, base.partition("field:")[2])
+                if f and samples.has_field(f)
+            )
         else:
             read = ("filepath",)  # only the image: other fields are not loaded
 
@@ -118,6 +183,8 @@ def compute_superpixels(
         # default_mask_targets would label superpixel ids as classes in the App
         dataset.mask_targets = {**(dataset.mask_targets or {}), field: {}}
     record = {"method": method, "params": {k: v for k, v in params.items() if _plain(v)}}
+    if label_field and method == "label_aware":
+        record["label_field"] = label_field
     before = (alc_info(dataset).get("superpixels") or {}).get(field)
     if summary["processed"] == 0 and summary["skipped_existing"] and not summary["failed"]:
         # nothing computed: the record keeps saying what the samples hold
@@ -146,6 +213,66 @@ def compute_superpixels(
 def _plain(value) -> bool:
     """Whether a parameter can be recorded in ``dataset.info`` (not a model object)."""
     return value is None or isinstance(value, (bool, int, float, str, list, tuple))
+
+
+def _label_aware_fn(samples, params: dict, counts: list, label_field, revised_field, base):
+    """The per-sample function of ``method="label_aware"``: ``one(sample) -> (ids, attrs)``
+    with ``base`` regions computed from the image (or read from a field), or, with ``base``
+    None, ``finish(sample, base_ids)`` for base regions made elsewhere (SAM)."""
+    from ..core.regions import DEFAULT_MIN_AREA, IGNORE_MODES, label_aware_regions
+
+    params = dict(params)
+    params.pop("base", None)
+    min_area = int(params.pop("min_area", DEFAULT_MIN_AREA))
+    mode = str(params.pop("ignore", "own"))
+    if mode not in IGNORE_MODES:
+        raise ValueError(f"ignore must be one of {IGNORE_MODES}, got {mode!r}")
+    if base is not None and base not in LABEL_AWARE_BASES and not base.startswith("field:"):
+        raise ValueError(
+            f"unknown base {base!r} for label-aware superpixels; choose one of "
+            f"{LABEL_AWARE_BASES} or 'field:<superpixel field>'"
+        )
+    source = base.partition("field:")[2] if base else ""
+    if source and not samples.has_field(source):
+        raise ALCError(f"base {base!r}: the dataset has no superpixel field {source!r}")
+    if base in ("felzenszwalb", "slic"):
+        csp.superpixels(np.zeros((4, 4, 3), np.uint8), method=base, **params)  # bad params now
+    elif params and base is not None:
+        raise ValueError(f"unknown parameters for label_aware on {base!r}: {sorted(params)}")
+    require_segmentation_field(samples, label_field, "label")
+    _, ignore, _ = class_table(dataset_of(samples), label_field)
+
+    def regions(sample, image, base_ids):
+        labels = read_current_labels(sample, label_field, revised_field)
+        check_same_size(sample, "the labels", labels.shape, "the image", image.shape)
+        check_same_size(sample, "the base regions", base_ids.shape, "the labels", labels.shape)
+        ids = label_aware_regions(
+            labels, base_ids, image=image, min_area=min_area, ignore_index=ignore, ignore=mode
+        )
+        revised = sample.has_field(revised_field) and sample[revised_field] is not None
+        followed = revised_field if revised else label_field
+        n = int(ids.max())
+        counts.append(n)
+        return ids, {
+            "num_superpixels": n,
+            "method": "label_aware",
+            "base": base or "sam",
+            "label_field": label_field,
+            "labels_path": sample[followed].mask_path,
+        }
+
+    if base is None:
+        return lambda sample, image, base_ids: regions(sample, image, base_ids)
+
+    def one(sample):
+        image = read_image(sample)
+        if source:
+            base_ids = read_segmentation(sample, source)
+        else:
+            base_ids = csp.superpixels(image, method=base, **params)
+        return regions(sample, image, base_ids)
+
+    return one
 
 
 def _pseudo_instances_fn(params: dict, counts: list):
@@ -195,12 +322,15 @@ def sam_superpixels_field(
     overwrite: bool = False,
     skip_failures: bool = False,
     progress: ProgressCallback | None = None,
+    finish=None,
     **params,
 ) -> dict:
     """SAM superpixels (:func:`alc_fiftyone.core.sam_masks.sam_superpixels`) of every sample
     into ``field``, images batched through the encoder and the CPU part (SLIC gap filling,
     merging) run in ``workers`` threads (default: up to 4) while the device goes on. Use
-    ``alc.compute_superpixels(samples, method="sam", ...)``, which calls this."""
+    ``alc.compute_superpixels(samples, method="sam", ...)``, which calls this.
+    ``finish(sample, image, ids) -> (ids, attributes)`` post-processes each sample's SAM
+    superpixels (label-aware regions on the SAM base)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ..core.sam_masks import sam_regions, split_sam_params
@@ -228,6 +358,8 @@ def sam_superpixels_field(
 
         def one(sample):
             ids = encoder.get(sample)
+            if finish is not None:
+                return finish(sample, read_image(sample), ids)
             n = int(ids.max())
             counts.append(n)
             return ids, {"num_superpixels": n, "method": "sam"}

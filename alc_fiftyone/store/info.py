@@ -4,7 +4,12 @@ read as a copy and updated atomically, key by key."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .db import update_dataset_document
+
+if TYPE_CHECKING:
+    from fiftyone.core.collections import SampleCollection
 
 
 def alc_info(dataset) -> dict:
@@ -39,15 +44,32 @@ def _update_dataset_doc(dataset, update: dict) -> dict:
 
 
 def ranked_label_field(
-    dataset, queries_field: str | None = None, revised_field: str | None = None
+    dataset: SampleCollection, queries_field: str | None = None, revised_field: str | None = None
 ) -> str | None:
     """The label field of the latest ranking round whose queries field is ``queries_field``
     or whose revised field is ``revised_field`` (the field the corrections belong to), else
-    the label field the dataset records (``info["alc"]["label_field"]``), else None."""
+    the label field the dataset records (``info["alc"]["label_field"]``), else None.
+
+    Parameters
+    ----------
+    dataset
+        The dataset (or a view of it).
+    queries_field
+        Look for the rounds written to this queries field (None: any).
+    revised_field
+        Or for the rounds whose answers go to this revised field (None: any).
+
+    Returns
+    -------
+    str or None
+        The label field the corrections belong to.
+    """
     info = alc_info(dataset)
     for record in reversed(info.get("rounds") or []):
-        same = (queries_field and record.get("queries_field") == queries_field) or (
-            revised_field and record.get("revised_field") == revised_field
+        same = (
+            (queries_field is None and revised_field is None)
+            or (queries_field and record.get("queries_field") == queries_field)
+            or (revised_field and record.get("revised_field") == revised_field)
         )
         if same and record.get("label_field"):
             return record["label_field"]

@@ -90,6 +90,20 @@ def test_forms_offer_the_segmentation_fields(plugin, demo):
     assert props["out_dir"].required
 
 
+def test_superpixel_form_offers_label_aware_regions_first(plugin, demo):
+    """Label-aware regions are the form's default (the measured best); the label field is
+    prefilled with the labels under review the dataset records, and the run follows it."""
+    props = resolve_input("compute_superpixels", demo)
+    assert props["method"].default == "label_aware"
+    assert choices(props["method"])[0] == "label_aware"
+    assert props["label_field"].default == "pseudo"  # the demo's labels under review
+    assert "min_area" in props and "n_segments" not in props
+    result = execute("compute_superpixels", demo, method="label_aware", label_field="pseudo")
+    assert result.result["summary"]["method"] == "label_aware"
+    for seg in demo.values("alc_superpixels"):
+        assert seg.method == "label_aware" and seg.label_field == "pseudo"
+
+
 def test_superpixel_form_follows_the_method(plugin, demo):
     slic = resolve_input("compute_superpixels", demo, {"method": "slic"})
     assert "n_segments" in slic and "scale" not in slic
@@ -150,7 +164,10 @@ def test_compute_superpixels_on_a_view_only_touches_the_view(plugin, demo):
     view = demo.limit(2)
     foo.execute_operator(
         uri("compute_superpixels"),
-        ctx={"view": view, "params": {"view_target": "CURRENT_VIEW", "n_segments": 20}},
+        ctx={
+            "view": view,
+            "params": {"view_target": "CURRENT_VIEW", "method": "slic", "n_segments": 20},
+        },
     )
     assert demo.count("alc_superpixels") == 2
 
@@ -158,7 +175,7 @@ def test_compute_superpixels_on_a_view_only_touches_the_view(plugin, demo):
 def test_compute_superpixels_delegated(plugin, demo):
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    queued = execute("compute_superpixels", demo, delegate=True, n_segments=20)
+    queued = execute("compute_superpixels", demo, delegate=True, method="slic", n_segments=20)
     assert queued.delegated
     svc = DelegatedOperationService()
     op_id = queued.result["id"]
