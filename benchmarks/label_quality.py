@@ -1,26 +1,40 @@
-"""Label quality per click: simulate the correction loop on real data with documented noise.
+"""Label quality per click: the correction loop on real data, region designs compared at an
+equal number of clicks, with the oracle ceiling of each.
 
-For each dataset of ../shared/data (CamVid val, 11 classes; Weizmann horses, 2 classes) the
-ground truth is corrupted with ``alc.corrupt_labels`` (object-level class swaps, missed objects,
-boundary shifts, spurious blobs) at ``--noise-rate`` with ``--noise-seed``; then ``alc.simulate``
-runs ``--rounds`` rounds of ``--budget`` (share of the superpixels) with each acquisition method
-and the majority oracle, and the data mIoU after every round is printed as one table.
+For each dataset of ../shared/data (CamVid val, 11 classes; Weizmann horses, 2 classes; the
+first ``--limit`` images by name) and each kind of labels under review:
 
-    .venv/bin/python benchmarks/label_quality.py                    # the defaults below
-    .venv/bin/python benchmarks/label_quality.py --datasets camvid --methods sim,random
-    .venv/bin/python benchmarks/label_quality.py --model sam_head --sam-model-type vit_b \
-        --random-sam-weights        # no SAM weights here: random ViT-B, timings only
+- ``corrupt``: the ground truth corrupted by ``alc.corrupt_labels`` (object-level class swaps,
+  missed objects, boundary shifts, spurious blobs) at ``--noise-rate``, one row set per
+  ``--noise-seeds`` value;
+- ``weak``: the predictions of a weak segmenter trained on the other half of the same dataset
+  (the ``features`` model on SLIC regions, fitted on the ground truth of the first half of the
+  images to predict the second half, and the other way round: every image is labelled by a
+  model that never saw it);
 
-With ``--model sam_head`` (or ``backbone:<resnet>``) the features of every image are computed
-(and cached) once per dataset before the methods run, and that time is printed apart; the
-s/round columns are then the head's training plus ranking (plus the simulated answers).
+``alc.simulate`` runs ``--rounds`` rounds with each region design (``--regions``: SLIC,
+Felzenszwalb, and label-aware regions that follow the labels under review, cut by either) and
+each method (``--methods``; ``oracle`` is the ceiling: each round ranked by the pixels one
+oracle answer would fix), with the majority oracle answering. Every design gets the same
+number of clicks per round: ``--clicks``, by default 2% of the SLIC regions of that dataset
+(printed). ``--extra`` adds, on label-aware Felzenszwalb regions, ``sim`` with A2LC's
+automatic propagation (``propagate``) and a peer ranking (``cleanlab``: cleanlab's
+``segmentation.filter.find_label_issues`` on the same out-of-fold probabilities, its flagged
+pixels summed per region; needs ``pip install cleanlab``, a benchmark-only extra).
 
-Uses FIFTYONE_DATABASE_URI when set, else FiftyOne's own database service.
+    .venv/bin/python benchmarks/label_quality.py                      # the full table
+    .venv/bin/python benchmarks/label_quality.py --datasets camvid --labels corrupt \\
+        --regions label_aware --methods sim,oracle --extra ""
+
+Prints one markdown table: data mIoU (%) after each round, the clicks per round, the gap to
+that design's oracle after the last round, and seconds per round. Uses FIFTYONE_DATABASE_URI
+when set, else FiftyOne's own database service.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -53,6 +67,17 @@ DATASETS = {
     "camvid": {"folder": "camvid-val", "classes": CAMVID, "ignore_index": 11},
     "horse": {"folder": "weizmann-horse", "classes": ["background", "horse"], "threshold": 128},
 }
+# the region designs: (compute_superpixels method, parameters)
+SLIC = {"n_segments": 200, "compactness": 10}
+FELZENSZWALB = {"scale": 400, "sigma": 0.8, "min_size": 100}
+REGIONS = {
+    "slic": ("slic", SLIC),
+    "felzenszwalb": ("felzenszwalb", FELZENSZWALB),
+    "label_aware": ("label_aware", {"base": "felzenszwalb", **FELZENSZWALB}),
+    "label_aware_slic": ("label_aware", {"base": "slic", **SLIC}),
+}
+# the weak segmenter: the features model on finer SLIC regions, 2 folds of contiguous halves
+WEAK_REGIONS = {"n_segments": 400, "compactness": 20}
 
 
 def load(alc, key: str, limit: int | None):
@@ -68,257 +93,227 @@ def load(alc, key: str, limit: int | None):
             for m in masks.glob(p.stem + ".*"):
                 (tmp / "masks" / m.name).symlink_to(m)
         images, masks = tmp / "images", tmp / "masks"
-    import inspect
-
-    if limit and "follow_links" in inspect.signature(alc.load_image_masks).parameters:
         spec["follow_links"] = True  # our own folder of links to the shared data
-    return alc.load_image_masks(images, masks, name=f"bench-{key}-{uuid.uuid4().hex[:6]}", **spec)
+    name = f"bench-{key}-{uuid.uuid4().hex[:6]}"
+    return alc.load_image_masks(images, masks, name=name, **spec)
 
 
-def fill_synthetic_embeddings(ds, sam, seed: int) -> None:
-    """Seeded N(0, 1) embeddings of SAM's shape in the embeddings cache (timings only)."""
+def weak_labels(alc, ds, out_field: str, seed: int) -> None:
+    """Labels from a weak segmenter that never saw the image (see the module docstring)."""
+    import fiftyone as fo
     import numpy as np
-    import torch
 
-    from alc_fiftyone.core.head import preprocess_shape
-    from alc_fiftyone.core.sam import ImageEmbedding
-    from alc_fiftyone.models import embeddings as fsam
+    from alc_fiftyone.models.base import FitContext
+    from alc_fiftyone.store.fields import class_table, read_current_labels
+    from alc_fiftyone.store.files import read_segmentation, write_mask
 
-    size = sam.image_encoder.img_size
-    rng = np.random.default_rng(seed)
-    for s in ds.select_fields(["metadata"]):
-        from PIL import Image
-
-        with Image.open(s.filepath) as im:
-            W, H = im.size
-        emb = torch.from_numpy(rng.standard_normal((256, size // 16, size // 16), np.float32))
-        e = ImageEmbedding(emb, preprocess_shape(H, W, size), (H, W))
-        fsam.save_embedding(fsam.embedding_path(ds, s.id, sam), e, s.filepath)
-
-
-def plot_grid(curves, path) -> None:
-    """One panel per dataset and superpixel kind, one line per method (same colour everywhere).
-
-    ``curves``: (panel title, method, clicks per round, data mIoU % per round)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = list(dict.fromkeys(c[0] for c in curves))
-    methods = list(dict.fromkeys(c[1] for c in curves))
-    colours = {m: f"C{i}" for i, m in enumerate(methods)}
-    cols = min(2, len(panels))
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), dpi=110, squeeze=False)
-    for ax, title in zip(axes.ravel(), panels):
-        for _, method, clicks, miou in (c for c in curves if c[0] == title):
-            ax.plot(clicks, miou, marker="o", color=colours[method], label=method)
-        ax.set_title(title)
-        ax.set_xlabel("clicks")
-        ax.set_ylabel("data mIoU (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in axes.ravel()[len(panels) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    alc.compute_superpixels(ds, method="slic", field="sp_weak", **WEAK_REGIONS)
+    _, ignore, num_classes = class_table(ds, "ground_truth")
+    model = alc.FeatureModel(n_folds=2, fold_by="blocks", seed=seed)
+    model.fit(
+        FitContext(
+            ds,
+            lambda s: read_current_labels(s, "ground_truth", None),
+            "sp_weak",
+            num_classes,
+            ignore,
+        )
+    )
+    values = {}
+    for s in ds.iter_samples():
+        sp = read_segmentation(s, "sp_weak")
+        pred = model.predict(s, sp).argmax(axis=0).astype(np.uint8)
+        values[s.id] = fo.Segmentation(mask_path=write_mask(pred, ds, out_field, s.id))
+    ds.set_values(out_field, values, key_field="id")
+    ds.mask_targets = {**ds.mask_targets, out_field: ds.mask_targets["ground_truth"]}
 
 
-def curves_from_table(text: str, rounds_col: int = 3):
-    """Rebuild the curves from a table this script printed (to re-plot without re-running)."""
-    curves = []
-    clicks_col = -2  # tables before the "auto px" and "rank s/round" columns
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if "clicks" in cells:
-            clicks_col = cells.index("clicks")
-            continue
-        if len(cells) < 6 or not cells[3].replace(".", "").isdigit():
-            continue
-        dataset, sp, method = cells[0].split(" (")[0], cells[1].split(" (")[0], cells[2]
-        mious = [float(c) for c in cells[rounds_col:clicks_col]]
-        total = int(cells[clicks_col])
-        per_round = total / (len(mious) - 1)
-        clicks = [round(i * per_round) for i in range(len(mious))]
-        curves.append((f"{dataset}, {sp}", method, clicks, mious))
-    return curves
+def cleanlab_scorer():
+    """A :class:`~alc_fiftyone.steps.ranking.Scorer` ranking the regions by cleanlab's
+    per-pixel label issues (confident learning on the same out-of-fold probabilities, over
+    all images of the round at once), summed per region. ImportError without cleanlab."""
+    import numpy as np
+    from cleanlab.segmentation.filter import find_label_issues
+
+    from alc_fiftyone.steps.ranking import Scorer
+
+    class CleanlabScorer(Scorer):
+        name = "cleanlab"
+
+        def start(self, context) -> None:
+            ids, labels, probs = [], [], []
+            for s in context.samples.iter_samples():
+                p = context.probabilities(s)
+                lab = context.read_labels(s).astype(np.int64)
+                if context.ignore_index is not None:  # cleanlab needs a class everywhere
+                    lab = np.where(lab == context.ignore_index, p.argmax(axis=0), lab)
+                ids.append(s.id)
+                labels.append(lab)
+                probs.append(p)
+            if len({x.shape for x in labels}) == 1:
+                flags = find_label_issues(
+                    np.stack(labels), np.stack(probs), n_jobs=1, verbose=False
+                )
+            else:  # images of different sizes: one call each
+                flags = [
+                    find_label_issues(lab[None], p[None], n_jobs=1, verbose=False)[0]
+                    for lab, p in zip(labels, probs)
+                ]
+            self.flagged = dict(zip(ids, flags))
+
+        def __call__(self, sample, probs, superpixels, labels, res):
+            flags = self.flagged[sample.id]
+            sums = np.bincount(
+                superpixels.ravel().astype(np.int64),
+                weights=flags.ravel(),
+                minlength=int(res.ids.max()) + 1,
+            )
+            return sums[res.ids]
+
+    return CleanlabScorer()
+
+
+def regions_per_image(ds, field: str) -> float:
+    counts = [n for n in ds.values(f"{field}.num_superpixels") if n is not None]
+    return sum(counts) / max(len(counts), 1)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="camvid,horse")
-    ap.add_argument("--methods", default="random,entropy,cil_mean,sim")
-    ap.add_argument("--superpixels", default="felzenszwalb,slic")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--budget", type=float, default=0.02, help="share of superpixels per round")
+    ap.add_argument("--labels", default="corrupt,weak", help="corrupt and/or weak")
+    ap.add_argument("--noise-seeds", default="0", help="noise seeds of the corrupt labels")
     ap.add_argument("--noise-rate", type=float, default=0.3)
-    ap.add_argument("--noise-seed", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--regions", default=",".join(REGIONS))
+    ap.add_argument("--methods", default="random,cil_mean,sim,oracle")
+    ap.add_argument("--extra", default="propagate,cleanlab", help="rows on label-aware regions")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument(
+        "--clicks", type=int, default=0, help="clicks per round (0: 2%% of the SLIC regions)"
+    )
     ap.add_argument("--limit", type=int, default=100, help="images per dataset (0 = all)")
-    ap.add_argument("--model", default="features")
-    ap.add_argument(
-        "--model-kwargs",
-        default="{}",
-        help='JSON keyword arguments of the model, e.g. \'{"granularity": "fine"}\'',
-    )
-    ap.add_argument(
-        "--fine",
-        action="store_true",
-        help='shorthand for --model-kwargs \'{"granularity": "fine"}\'',
-    )
-    ap.add_argument(
-        "--options",
-        default="",
-        help="comma-separated simulate options: propagate (A2LC automatic correction)",
-    )
-    ap.add_argument("--propagate-threshold", type=float, default=0.99)
-    ap.add_argument("--sam-model-type", default="vit_h", help="SAM for --model sam_head")
-    ap.add_argument("--sam-checkpoint", default=None, help="SAM checkpoint file (sam_head)")
-    ap.add_argument(
-        "--random-sam-weights",
-        action="store_true",
-        help="sam_head on a randomly initialised SAM (no checkpoint): timings only, the "
-        "table says so",
-    )
-    ap.add_argument(
-        "--synthetic-embeddings",
-        action="store_true",
-        help="sam_head: fill the embeddings cache with seeded Gaussian noise of SAM's shape "
-        "instead of running the encoder (a CPU takes ~30 s per image with ViT-B): times the "
-        "head's training and the ranking only; the table says so",
-    )
-    ap.add_argument("--plot", default=None, help="PNG path for mIoU-per-click curves")
-    ap.add_argument(
-        "--replot", metavar="TABLE.md", help="only re-plot a table printed before (needs --plot)"
-    )
+    ap.add_argument("--seed", type=int, default=0, help="seed of the model and the ranking")
+    ap.add_argument("--min-area", type=int, default=None, help="label-aware min_area")
+    ap.add_argument("--json", default=None, help="also write every row as JSON lines here")
     args = ap.parse_args(argv)
-    if args.replot:
-        plot_grid(curves_from_table(Path(args.replot).read_text()), args.plot or "plot.png")
-        return 0
     if not DATA.is_dir():
         print(f"no data folder at {DATA}", file=sys.stderr)
         return 1
 
-    import json
-
     import alc_fiftyone as alc
-    from alc_fiftyone.progress import TqdmProgress
 
-    model_kwargs = json.loads(args.model_kwargs)
-    if args.fine:
-        model_kwargs["granularity"] = "fine"
-    if args.model == "sam_head":
-        model_kwargs.setdefault("model_type", args.sam_model_type)
-        if args.random_sam_weights:
-            model_kwargs["random_weights"] = True
-        elif args.sam_checkpoint:
-            model_kwargs["checkpoint"] = args.sam_checkpoint
-    options = [o for o in args.options.split(",") if o]
-    unknown = set(options) - {"propagate"}
-    if unknown:
-        ap.error(f"unknown --options {sorted(unknown)}")
-    extra = {}
-    if "propagate" in options:
-        extra = {"propagate": True, "propagate_threshold": args.propagate_threshold}
-    tag = "+".join(
-        [
-            *(
-                [
-                    f"sam_head {model_kwargs['model_type']}"
-                    + (" RANDOM weights" if model_kwargs.get("random_weights") else "")
-                    + (" SYNTHETIC embeddings" if args.synthetic_embeddings else "")
-                ]
-                if args.model == "sam_head"
-                else [args.model]
-                if args.model != "features"
-                else []
-            ),
-            *(["fine"] if model_kwargs.get("granularity") == "fine" else []),
-            *([model_kwargs["calibrate"]] if model_kwargs.get("calibrate") else []),
-            *options,
-        ]
-    )
-
-    sp_params = {
-        "felzenszwalb": {"scale": 400, "sigma": 0.8, "min_size": 100},
-        "slic": {"n_segments": 200, "compactness": 10},
-    }
-    lines = []
-    curves = []
+    methods = [m for m in args.methods.split(",") if m]
+    extra = [e for e in args.extra.split(",") if e]
     header = (
-        "| dataset | superpixels | method | "
+        "| dataset | labels | regions (per image) | method | "
         + " | ".join(["init"] + [f"r{r}" for r in range(1, args.rounds + 1)])
-        + " | clicks | auto px | s/round | rank s/round |"
+        + " | clicks/round | oracle - this | s/round |"
     )
-    lines += [header, "|" + "---|" * (header.count("|") - 1)]
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    out = open(args.json, "a") if args.json else None  # noqa: SIM115 (open for the whole run)
+
+    def row(key, kind, design, per_image, name, res, clicks, ceiling, secs):
+        cells = " | ".join(f"{100 * m:.2f}" for m in res.mious)
+        gap = "" if ceiling is None else f"{100 * (ceiling - res.mious[-1]):.1f}"
+        lines.append(
+            f"| {key} | {kind} | {design} ({per_image:.0f}) | {name} | {cells} | {clicks} | "
+            f"{gap} | {secs:.1f} |"
+        )
+        print(lines[-1], file=sys.stderr, flush=True)
+        if out is not None:
+            out.write(
+                json.dumps(
+                    {
+                        "dataset": key,
+                        "labels": kind,
+                        "regions": design,
+                        "per_image": per_image,
+                        "method": name,
+                        "miou": res.mious,
+                        "clicks": clicks,
+                        "rows": res.rows,
+                    },
+                    default=str,
+                )
+                + "\n"
+            )
+            out.flush()
+
     for key in args.datasets.split(","):
         ds = load(alc, key, args.limit or None)
-        model = args.model
         try:
-            if args.model == "sam_head" or args.model.startswith("backbone:"):
-                # one model instance (one SAM in memory) for every method; features once
-                from alc_fiftyone.models.registry import get_model
-
-                model = get_model(args.model, **model_kwargs)
-                t0 = time.perf_counter()
-                if args.synthetic_embeddings:
-                    fill_synthetic_embeddings(ds, model.embedder.sam, args.seed)
-                model.embedder.prepare(ds, progress=TqdmProgress(file=sys.stderr, mininterval=30))
-                print(
-                    f"{key}: {args.model} features of {len(ds)} images "
-                    f"({model.embedder.describe()}) in {time.perf_counter() - t0:.1f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            noise = alc.corrupt_labels(
-                ds, "ground_truth", "noisy", rate=args.noise_rate, seed=args.noise_seed
-            )
-            for spm in args.superpixels.split(","):
-                field = f"sp_{spm}"
-                sp = alc.compute_superpixels(ds, method=spm, field=field, **sp_params[spm])
-                for method in args.methods.split(","):
-                    t0 = time.perf_counter()
-                    res = alc.simulate(
-                        ds,
-                        "noisy",
-                        "ground_truth",
-                        rounds=args.rounds,
-                        budget_per_round=args.budget,
-                        method=method,
-                        seed=args.seed,
-                        model=model,
-                        model_kwargs=model_kwargs if isinstance(model, str) else None,
-                        superpixel_field=field,
-                        **extra,
-                    )
-                    secs = (time.perf_counter() - t0) / args.rounds
-                    rank_secs = sum(r.get("seconds_rank", 0.0) for r in res.rows) / args.rounds
-                    auto = sum(r.get("auto_pixels", 0) for r in res.rows)
-                    cells = " | ".join(f"{100 * m:.2f}" for m in res.mious)
-                    name = method + (f" ({tag})" if tag else "")
-                    lines.append(
-                        f"| {key} ({len(ds)} img, noise {100 * noise['error_rate']:.1f}%) | "
-                        f"{spm} (~{sp['mean_superpixels']:.0f}/img) | {name} | {cells} | "
-                        f"{res.rows[-1]['total_clicks']} | {auto} | {secs:.1f} | "
-                        f"{rank_secs:.1f} |"
-                    )
-                    print(lines[-1], file=sys.stderr, flush=True)
-                    curves.append(
-                        (
-                            f"{key}, {spm}",
-                            name,
-                            [r["total_clicks"] for r in res.rows],
-                            [100 * m for m in res.mious],
+            alc.compute_superpixels(ds, method="slic", field="sp_count", **SLIC)
+            clicks = args.clicks or round(0.02 * sum(ds.values("sp_count.num_superpixels")))
+            print(f"{key}: {len(ds)} images, {clicks} clicks per round", file=sys.stderr)
+            kinds = []
+            for kind in args.labels.split(","):
+                if kind == "corrupt":
+                    for ns in args.noise_seeds.split(","):
+                        field = f"noisy{ns}"
+                        alc.corrupt_labels(
+                            ds, "ground_truth", field, rate=args.noise_rate, seed=int(ns)
                         )
-                    )
+                        kinds.append((f"corrupt (seed {ns})", field))
+                elif kind == "weak":
+                    weak_labels(alc, ds, "weak", args.seed)
+                    kinds.append(("weak segmenter", "weak"))
+                else:
+                    ap.error(f"unknown --labels {kind!r}")
+            for kind, label_field in kinds:
+                for design in args.regions.split(","):
+                    method, params = REGIONS[design]
+                    params = dict(params)
+                    if method == "label_aware":
+                        params["label_field"] = label_field
+                        if args.min_area is not None:
+                            params["min_area"] = args.min_area
+                    field = f"sp_{design}_{label_field}"
+                    alc.compute_superpixels(ds, method=method, field=field, **params)
+                    per_image = regions_per_image(ds, field)
+                    names = list(methods)
+                    if design == "label_aware":
+                        names += [e for e in extra if e in ("propagate", "cleanlab")]
+                    done = {}
+                    for name in sorted(names, key=lambda n: n != "oracle"):  # ceiling first
+                        kw = {}
+                        if name == "propagate":
+                            kw = {"method": "sim", "propagate": True}
+                        elif name == "cleanlab":
+                            try:
+                                kw = {"method": cleanlab_scorer()}
+                            except ImportError:
+                                print("cleanlab is not installed: row left out", file=sys.stderr)
+                                continue
+                        else:
+                            kw = {"method": name}
+                        t0 = time.perf_counter()
+                        res = alc.simulate(
+                            ds,
+                            label_field,
+                            "ground_truth",
+                            rounds=args.rounds,
+                            budget_per_round=clicks,
+                            seed=args.seed,
+                            superpixel_field=field,
+                            **kw,
+                        )
+                        secs = (time.perf_counter() - t0) / args.rounds
+                        done[name] = res.mious[-1]
+                        label = "sim + propagation" if name == "propagate" else name
+                        row(
+                            key,
+                            kind,
+                            design,
+                            per_image,
+                            label,
+                            res,
+                            clicks,
+                            done.get("oracle"),
+                            secs,
+                        )
         finally:
             ds.delete()
     print("\n".join(lines))
-    if args.plot:
-        plot_grid(curves, args.plot)
-        print(f"plot: {args.plot}", file=sys.stderr)
     return 0
 
 

@@ -272,8 +272,31 @@ class Scorer:
     base_method = "sim"
     fields: tuple[str, ...] = ()
 
+    def start(self, context: ScoreContext) -> None:
+        """Called once per ranking, after the model's fit and before the samples are scored
+        (a scorer that needs the whole collection at once reads it here)."""
+
     def __call__(self, sample, probs, superpixels, labels, res) -> np.ndarray:
         raise NotImplementedError  # pragma: no cover - interface
+
+
+@dataclass
+class ScoreContext:
+    """What a :class:`Scorer` may read in :meth:`Scorer.start`: the samples being ranked,
+    their superpixel field, the fitted model, the current labels, the classes."""
+
+    samples: object
+    superpixel_field: str
+    model: ProbabilityModel
+    read_labels: Callable
+    num_classes: int
+    ignore_index: int | None
+
+    def probabilities(self, sample) -> np.ndarray:
+        """(C, H, W) probabilities of the fitted model for ``sample``."""
+        sp = read_segmentation(sample, self.superpixel_field)
+        image = read_image(sample) if self.model.needs_image else None
+        return self.model.predict(sample, sp, image)
 
 
 class OracleScorer(Scorer):
@@ -453,6 +476,17 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
         extra["class_weights"] = _abc_weights(plan, kept, exclude_answered)
     score_method = "margin" if method == "classbal" else method
     maker = QueryMaker(plan.names, plan.ignore, tau, num_suggestions)
+    if plan.scorer is not None:
+        plan.scorer.start(
+            ScoreContext(
+                plan.work,
+                plan.superpixel_field,
+                plan.model,
+                plan.read_labels,
+                plan.num_classes,
+                plan.ignore,
+            )
+        )
     heap: list[_Candidate] = []
     classbal_rows: list[tuple] = []  # (sample order, sample id, raw scores, kept) for ClassBal
     num_excluded = 0
