@@ -41,12 +41,14 @@ _EXPORTS = {
     "get_query": "review.queries",
     "query_info": "review.queue",
     "next_query": "review.queue",
+    "next_skipped": "review.queue",
     "review_progress": "review.queue",
     "claim": "review.claims",
     "release": "review.claims",
     "answer": "review.answers",
     "apply_answers": "review.answers",
     "skip": "review.answers",
+    "split_query": "review.answers",
     "undo": "review.answers",
     "render_query": "review.render",
     # SAM
@@ -118,6 +120,7 @@ __all__ = [
     "make_shards",
     "merge_ranking",
     "next_query",
+    "next_skipped",
     "propagate_answers",
     "query_info",
     "queue_shards",
@@ -131,6 +134,7 @@ __all__ = [
     "shard_view",
     "simulate",
     "skip",
+    "split_query",
     "undo",
     "undo_propagation",
 ]
@@ -149,10 +153,10 @@ if TYPE_CHECKING:  # what the lazy loading below gives, for type checkers and ID
     from .models.external import CallableModel, FieldModel
     from .models.features import FeatureModel
     from .models.registry import get_model
-    from .review.answers import answer, apply_answers, skip, undo
+    from .review.answers import answer, apply_answers, skip, split_query, undo
     from .review.claims import claim, release
     from .review.queries import get_query, review_queue
-    from .review.queue import next_query, query_info, review_progress
+    from .review.queue import next_query, next_skipped, query_info, review_progress
     from .review.render import render_query
     from .steps.evaluation import evaluate
     from .steps.propagation import propagate_answers, undo_propagation

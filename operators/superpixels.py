@@ -93,7 +93,10 @@ class ComputeSuperpixels(ALCOperator):
             if ctx.params.get(name) is not None
         }
         if method == "label_aware":
-            method_params["label_field"] = ctx.params["label_field"]
+            label_field = ctx.params.get("label_field") or alc().ranked_label_field(ctx.dataset)
+            if not label_field:
+                raise ValueError("choose the label field the regions follow")
+            method_params["label_field"] = label_field
         summary = alc().compute_superpixels(
             self.target(ctx),
             method=method,

@@ -8,7 +8,7 @@ both the query's new status and the pointer to the new mask.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,7 @@ from ..store.fields import (
 )
 from ..store.files import read_png_array, read_segmentation, write_mask
 from .claims import not_held_by_another, refuse_held
-from .queries import ANSWERED, attr, find_det, find_query_sample_id, query_region
+from .queries import ACTED, ANSWERED, attr, find_det, find_query_sample_id, query_region
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
@@ -350,6 +350,235 @@ def skip(
         )
 
 
+def _reopen(dataset, sample, query_id, user, queries_field, status) -> None:
+    """A skipped or split query back to ``pending`` (a split's pieces removed, unless one of
+    them was answered: those answers are taken back first)."""
+    arr = f"${queries_field}.detections"
+    oid = ObjectId(query_id)
+    pieces = [d for d in sample[queries_field].detections if attr(d, "parent_query") == query_id]
+    answered = [d for d in pieces if attr(d, "status") in ANSWERED]
+    if answered:
+        raise QueryError(
+            f"query {query_id} was split and {len(answered)} of its pieces are answered: undo "
+            "those answers first"
+        )
+    piece_ids = [ObjectId(d.id) for d in pieces]
+    reopened = {
+        "status": "pending",
+        "answered_by": None,
+        "answered_at": None,
+        "split_into": None,
+        "undone_by": user,
+        "undone_at": _db_value(datetime.now(timezone.utc)),
+    }
+    pipeline = [
+        {
+            "$set": {
+                f"{queries_field}.detections": {
+                    "$map": {
+                        "input": {
+                            "$filter": {
+                                "input": arr,
+                                "as": "d",
+                                "cond": {"$not": [{"$in": ["$$d._id", piece_ids]}]},
+                            }
+                        },
+                        "as": "d",
+                        "in": {
+                            "$cond": [
+                                {"$eq": ["$$d._id", oid]},
+                                {"$mergeObjects": ["$$d", {"$literal": reopened}]},
+                                "$$d",
+                            ]
+                        },
+                    }
+                },
+                "last_modified_at": "$$NOW",
+            }
+        }
+    ]
+    cond = {f"{queries_field}.detections": {"$elemMatch": {"_id": oid, "status": status}}}
+    res = db.update_sample(dataset, sample.id, cond, pipeline)
+    changes.touched(dataset, sample.id)
+    if res.matched_count != 1:
+        raise QueryError(f"query {query_id} changed meanwhile; nothing was undone")
+
+
+def split_query(
+    dataset: SampleCollection,
+    query_id: str,
+    user: str | None = None,
+    pieces: int | None = None,
+    queries_field: str = QUERIES_FIELD,
+    force: bool = False,
+) -> list[str]:
+    """The answer "Mixed": the region holds several classes, so it is split into finer pieces
+    (SLIC restricted to the region: maskSLIC, Irving, arXiv:1606.09518), which become queries
+    of their own, claimed by ``user`` so that they are served to them next. The query itself
+    gets the status ``split`` (recorded with ``split_into``, the pieces' ids); :func:`undo`
+    takes the split back (the pieces are removed). No label changes.
+
+    Parameters
+    ----------
+    dataset
+        The dataset (or a view of it) holding the queries.
+    query_id
+        The id of the query (its Detection id).
+    user
+        The reviewer's name (recorded with the answer; claims keep reviewers apart).
+    pieces
+        How many pieces to aim for (default: one per ~600 pixels, 2 to 8).
+    queries_field
+        The ``fo.Detections`` field holding the queries.
+    force
+        Act even on a query another reviewer holds (an administrator's override).
+
+    Returns
+    -------
+    list of str
+        The ids of the new queries, the largest piece first.
+    """
+    from ..store.files import read_image
+    from .claims import CLAIM_SECONDS
+
+    dataset = db.dataset_of(dataset)
+    sample_id = find_query_sample_id(dataset, query_id, queries_field)
+    sample = dataset[sample_id]
+    sample.reload()
+    det = find_det(sample, queries_field, query_id)
+    status = attr(det, "status")
+    if status in ANSWERED or status == "split":
+        raise QueryError(f"query {query_id} is {status}; undo it first")
+    if not force:
+        refuse_held(det, user, "split")
+    label_field, revised_field = attr(det, "label_field"), attr(det, "revised_field")
+    labels = read_current_labels(sample, label_field, revised_field)
+    slc, region = query_region(det, labels.shape)
+    image = read_image(sample)
+    area = int(region.sum())
+    k = pieces or int(np.clip(round(area / 600), 2, 8))
+    ids = _split_region(image[slc], region, k)
+    names, ignore, _ = class_table(dataset, label_field)
+    now = datetime.now(timezone.utc)
+    until = now + timedelta(seconds=CLAIM_SECONDS)
+    H, W = labels.shape
+    x0, y0 = slc[1].start, slc[0].start
+    new = []
+    from scipy import ndimage
+
+    from .queries import region_classes
+
+    present = [int(i) for i in np.unique(ids) if i > 0]
+    if len(present) < 2:
+        raise QueryError(f"query {query_id}: its region is too small to split")
+    for piece_id in present:
+        piece = ids == piece_id
+        rows, cols = np.flatnonzero(piece.any(1)), np.flatnonzero(piece.any(0))
+        crop = piece[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        # the representative: the pixel deepest inside the piece (the star stays inside)
+        depth = ndimage.distance_transform_edt(np.pad(crop, 1))[1:-1, 1:-1]
+        ry, rx = np.unravel_index(int(np.argmax(depth)), crop.shape)
+        py0, px0 = y0 + rows[0], x0 + cols[0]
+        current, mix = region_classes(labels[slc][piece], names, ignore)
+        h, w = crop.shape
+        d = fo.Detection(
+            label=names.get(current, str(current)),
+            bounding_box=[px0 / W, py0 / H, w / W, h / H],
+            mask=crop,
+        )
+        values = {
+            "score": attr(det, "score"),
+            "rank": attr(det, "rank"),
+            "round": attr(det, "round"),
+            "superpixel_id": attr(det, "superpixel_id"),
+            "superpixel_path": attr(det, "superpixel_path"),
+            "rep_point": [(px0 + rx + 0.5) / W, (py0 + ry + 0.5) / H],
+            "rep_yx": [int(py0 + ry), int(px0 + rx)],
+            "bbox_px": [int(px0), int(py0), int(w), int(h)],
+            "image_size": [int(W), int(H)],
+            "current_value": current,
+            "label_mix": mix,
+            "suggested_label": attr(det, "suggested_label"),
+            "suggestions": list(attr(det, "suggestions") or []),
+            "suggestion_scores": list(attr(det, "suggestion_scores") or []),
+            "num_pixels": int(crop.sum()),
+            "superpixel_size": attr(det, "superpixel_size"),
+            "status": "claimed",
+            "claimed_by": user,
+            "claimed_at": _db_value(now),
+            "claimed_until": _db_value(until),
+            "method": attr(det, "method"),
+            "label_field": label_field,
+            "superpixel_field": attr(det, "superpixel_field"),
+            "revised_field": revised_field,
+            "ranked_at": attr(det, "ranked_at"),
+            "parent_query": query_id,
+        }
+        for key, value in values.items():
+            d.set_field(key, value)
+        new.append(d)
+    new.sort(key=lambda d: -attr(d, "num_pixels"))
+    oid = ObjectId(query_id)
+    marked = {
+        "status": "split",
+        "answered_by": user,
+        "answered_at": _db_value(now),
+        "split_into": [d.id for d in new],
+    }
+    arr = f"${queries_field}.detections"
+    pipeline = [
+        {
+            "$set": {
+                f"{queries_field}.detections": {
+                    "$concatArrays": [
+                        {
+                            "$map": {
+                                "input": arr,
+                                "as": "d",
+                                "in": {
+                                    "$cond": [
+                                        {"$eq": ["$$d._id", oid]},
+                                        {"$mergeObjects": ["$$d", {"$literal": marked}]},
+                                        "$$d",
+                                    ]
+                                },
+                            }
+                        },
+                        {"$literal": [d.to_mongo() for d in new]},
+                    ]
+                },
+                "last_modified_at": "$$NOW",
+            }
+        }
+    ]
+    q = {"_id": oid, "status": {"$nin": [*ANSWERED, "split"]}}
+    if not force:
+        q = {"$and": [q, not_held_by_another(user)]}
+    res = db.update_sample(
+        dataset, sample_id, {f"{queries_field}.detections": {"$elemMatch": q}}, pipeline
+    )
+    changes.touched(dataset, sample_id)
+    if res.matched_count != 1:
+        raise QueryError(f"query {query_id} was answered or taken meanwhile; nothing was split")
+    return [d.id for d in new]
+
+
+def _split_region(image: np.ndarray, region: np.ndarray, k: int) -> np.ndarray:
+    """Pieces of ``region`` (an id map, 0 outside): SLIC restricted to the region with ``k``,
+    then more, segments; a region SLIC keeps whole is cut in two across its longer side."""
+    from ..core.superpixels import slic
+
+    for n in (k, 2 * k, 4 * k):
+        ids = np.where(region, slic(image, n_segments=n, compactness=10.0, mask=region), 0)
+        if len(np.unique(ids[region])) >= 2:
+            return ids
+    ys, xs = np.nonzero(region)
+    coord = ys if np.ptp(ys) >= np.ptp(xs) else xs
+    ids = np.zeros(region.shape, dtype=np.int64)
+    ids[ys, xs] = np.where(coord <= np.median(coord), 1, 2)
+    return ids
+
+
 def _db_value(value):
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).replace(tzinfo=None)
@@ -358,6 +587,14 @@ def _db_value(value):
 
 def last_answered(dataset, queries_field: str = QUERIES_FIELD, user: str | None = None):
     """Id of the most recently answered query (by ``user`` if given), or None."""
+    return last_action(dataset, queries_field, user, ANSWERED)
+
+
+def last_action(
+    dataset, queries_field: str = QUERIES_FIELD, user: str | None = None, statuses=ACTED
+):
+    """Id of the query of the most recent action (by ``user`` if given) among answers,
+    skips and splits (``statuses``), or None."""
     from fiftyone import ViewField as F
 
     if not dataset.has_field(queries_field):
@@ -365,7 +602,7 @@ def last_answered(dataset, queries_field: str = QUERIES_FIELD, user: str | None 
             f"no queries in field {queries_field!r} of {dataset.name!r}: nothing to undo "
             "(rank the superpixels and answer first)"
         )
-    cond = F("status").is_in(list(ANSWERED))
+    cond = F("status").is_in(list(statuses))
     if user is not None:
         cond &= F("answered_by") == user
     view = dataset.filter_labels(queries_field, cond)
@@ -382,16 +619,19 @@ def undo(
     user: str | None = None,
     queries_field: str = QUERIES_FIELD,
 ) -> int:
-    """Take an answer back: restore the pixels of its region from the labels as they were
-    before it, and return the query to the queue (``pending``). ``query_id=None`` undoes the
-    last answer (of ``user`` if given). Returns the number of pixels restored.
+    """Take the last action back: an answer (the pixels of its region get the labels they had
+    before it), a skip, or a split (:func:`split_query`: its pieces are removed); the query
+    returns to the queue (``pending``). ``query_id=None`` takes back the most recent action
+    (of ``user`` if given), whatever it was. Returns the number of pixels restored (0 for a
+    skip or a split).
 
     Parameters
     ----------
     dataset
         The dataset (or a view of it) holding the queries.
     query_id
-        The answered query to take back (None: the last answer, of ``user`` if given).
+        The query whose answer, skip or split to take back (None: the last action, of
+        ``user`` if given).
     user
         The reviewer's name (recorded with the answer; claims keep reviewers apart).
     queries_field
@@ -404,10 +644,16 @@ def undo(
     """
     dataset = db.dataset_of(dataset)
     if query_id is None:
-        query_id = last_answered(dataset, queries_field, user)
+        query_id = last_action(dataset, queries_field, user)
         if query_id is None:
-            raise ALCError("there is no answer to undo")
+            raise ALCError("there is nothing to undo" + (f" for {user}" if user else ""))
     sample_id = find_query_sample_id(dataset, query_id, queries_field)
+    sample = dataset[sample_id]
+    sample.reload()
+    status = attr(find_det(sample, queries_field, query_id), "status")
+    if status in ("skipped", "split"):
+        _reopen(dataset, sample, query_id, user, queries_field, status)
+        return 0
     for _ in range(MAX_ATTEMPTS):
         restored = _try_undo(dataset, sample_id, query_id, user, queries_field)
         if restored is not None:

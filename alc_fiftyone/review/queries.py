@@ -32,9 +32,11 @@ if TYPE_CHECKING:
 
 
 #: every status a query can have
-STATUSES = ("pending", "claimed", "confirmed", "corrected", "skipped")
+STATUSES = ("pending", "claimed", "confirmed", "corrected", "skipped", "split")
 #: the statuses of an answered query
 ANSWERED = ("confirmed", "corrected")
+#: the statuses a reviewer's action leads to (what undo can take back)
+ACTED = (*ANSWERED, "skipped", "split")
 
 
 def attr(det, name: str, default=None):
@@ -140,6 +142,38 @@ def get_query(
 # --- building a ranking's queries ----------------------------------------------------------
 
 
+def region_classes(values, names: dict, ignore=None, floor: float = 0.01):
+    """(the class most of a region's pixels hold now, the mix) of the current labels
+    ``values`` of the region's pixels: the mix is ``[[name, share], ...]`` of the classes
+    holding at least ``floor`` of it, largest first, or ``[]`` when one class holds it all.
+    A query asks about the class most of its region holds (never the class of a single
+    pixel), so confirming it changes only the few pixels of other classes."""
+    vals, counts = np.unique(np.asarray(values).ravel(), return_counts=True)
+    if vals.size == 0:
+        return 0, []
+    order = np.lexsort((vals, -counts))  # most pixels first, ties to the smaller value
+    current = int(vals[order[0]])
+    if vals.size == 1:
+        return current, []
+    total = float(counts.sum())
+    mix = []
+    for i in order:
+        share = counts[i] / total
+        if share < floor:
+            break
+        v = int(vals[i])
+        name = names.get(v, "ignore" if v == ignore else str(v))
+        mix.append([name, round(float(share), 3)])
+    return current, mix if len(mix) > 1 else []
+
+
+def mix_text(det) -> str:
+    """The classes of a query's region as a reviewer reads them: "Sky 99%, Pavement 1%"
+    (empty when one class holds the whole region)."""
+    mix = attr(det, "label_mix") or []
+    return ", ".join(f"{name} {100 * share:.0f}%" for name, share in mix)
+
+
 @dataclass
 class QueryMaker:
     """Builds the queries of one ranking while each image's arrays are in memory.
@@ -170,13 +204,14 @@ class QueryMaker:
         crop = region[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
         mean = probs[:, y0:y1, x0:x1][:, crop].mean(axis=1)
         top = np.argsort(-mean, kind="stable")[: self.num_suggestions]
-        current = int(labels[rep_yx[0], rep_yx[1]])
+        current, mix = region_classes(labels[y0:y1, x0:x1][crop], self.names, self.ignore)
         names = self.names
         return {
             "bbox_px": [int(x0), int(y0), int(x1 - x0), int(y1 - y0)],
             "mask": crop,
             "current_value": current,
-            "label": names.get(current, "ignore" if current == self.ignore else str(current)),
+            "label": self.name_of(current),
+            "label_mix": mix,
             "num_pixels": int(crop.sum()),
             "suggestions": [names.get(int(c), str(int(c))) for c in top],
             "suggestion_scores": [round(float(mean[c]), 4) for c in top],
@@ -186,6 +221,11 @@ class QueryMaker:
             "size": int(size),
             "shape": tuple(sp.shape),
         }
+
+    def name_of(self, value: int) -> str:
+        if value in self.names:
+            return self.names[value]
+        return "ignore" if value == self.ignore else str(value)
 
     def detection(self, p: dict, rank: int, superpixel_path: str, **extra) -> fo.Detection:
         """The pending query of payload ``p`` at place ``rank``; ``extra`` attributes are set
@@ -205,6 +245,7 @@ class QueryMaker:
             bbox_px=p["bbox_px"],
             image_size=[int(W), int(H)],
             current_value=p["current_value"],
+            label_mix=p["label_mix"],
             suggested_label=p["suggestions"][0] if p["suggestions"] else None,
             suggestions=p["suggestions"],
             suggestion_scores=p["suggestion_scores"],
@@ -227,7 +268,7 @@ class QueryMaker:
 
 
 #: query statuses a new ranking keeps (with live claims): the reviewers' work and records
-KEPT = ("confirmed", "corrected", "skipped")
+KEPT = ("confirmed", "corrected", "skipped", "split")
 
 
 def kept_queries(samples, queries_field: str) -> dict[str, list]:
@@ -311,6 +352,8 @@ def merge_queries(dataset, queries_field: str, new: dict[str, list], sp_paths: d
     keep = {
         "$or": [
             {"$in": ["$$d.status", list(KEPT)]},
+            # the pieces of a split ("Mixed"): they stand for their query, answered or not
+            {"$ne": [{"$ifNull": ["$$d.parent_query", None]}, None]},
             {
                 "$and": [
                     {"$eq": ["$$d.status", "claimed"]},

@@ -18,14 +18,14 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from ..errors import ALCError
 from ..store import changes, db
 from ..store.fields import QUERIES_FIELD
 from .claims import CLAIM_SECONDS, claim, free_for
-from .queries import ANSWERED, STATUSES, attr, get_query
+from .queries import ANSWERED, STATUSES, attr, get_query, mix_text
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
@@ -163,6 +163,77 @@ def next_query(
     return None
 
 
+def next_skipped(
+    samples: SampleCollection,
+    user: str | None,
+    queries_field: str = QUERIES_FIELD,
+    seconds: float = CLAIM_SECONDS,
+    skip_ids: Iterable[str] = (),
+) -> dict | None:
+    """Reopen the best query ``user`` skipped in ``samples`` (it is claimed for them again)
+    and return its description, or None when they skipped none: skipped queries are never
+    served by :func:`next_query`, this is how a reviewer revisits them.
+
+    Parameters
+    ----------
+    samples
+        The dataset or view to work on.
+    user
+        The reviewer's name (recorded with the answer; claims keep reviewers apart).
+    queries_field
+        The ``fo.Detections`` field holding the queries.
+    seconds
+        How long the claim holds.
+    skip_ids
+        Queries not to serve (e.g. the one just released).
+
+    Returns
+    -------
+    dict or None
+        The reopened query's description (:func:`query_info`), or None.
+    """
+    from bson import ObjectId
+
+    samples = db.sample_level(samples)
+    if not samples.has_field(queries_field):
+        return None
+    dataset = db.dataset_of(samples)
+    q = f"{queries_field}.detections"
+    skip = [ObjectId(i) for i in skip_ids if ObjectId.is_valid(i)]
+    pipeline = [
+        {"$match": {f"{q}.status": "skipped"}},  # indexed
+        _slim(q, ("_id", "score", "status", "answered_by")),
+        {"$unwind": "$q"},
+        {"$match": {"q.status": "skipped", "q.answered_by": user, "q._id": {"$nin": skip}}},
+        {"$sort": {"q.score": -1, "q._id": 1}},
+        {"$limit": CANDIDATES},
+        {"$project": {"_id": 1, "qid": "$q._id"}},
+    ]
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    for row in db.aggregate(samples, pipeline):
+        sid, oid = str(row["_id"]), row["qid"]
+        res = db.update_sample(
+            dataset,
+            sid,
+            {q: {"$elemMatch": {"_id": oid, "status": "skipped", "answered_by": user}}},
+            {
+                "$set": {
+                    f"{q}.$[x].status": "claimed",
+                    f"{q}.$[x].claimed_by": user,
+                    f"{q}.$[x].claimed_at": now,
+                    f"{q}.$[x].claimed_until": now + timedelta(seconds=seconds),
+                    f"{q}.$[x].answered_by": None,
+                    f"{q}.$[x].answered_at": None,
+                }
+            },
+            [{"x._id": oid, "x.status": "skipped"}],
+        )
+        changes.touched(dataset, sid)
+        if res.modified_count == 1:
+            return query_info(dataset, str(oid), queries_field, sample_id=sid)
+    return None
+
+
 def _claim_first(dataset, cands, user, seconds, queries_field, tried, on_claim=None):
     """Claim the first free query of ``cands`` ((sample id, query id) pairs, a list, or a
     deque consumed from the left under its list's lock) and return its description; None
@@ -297,6 +368,9 @@ def query_info(
         "claimed_by": attr(det, "claimed_by"),
         "claimed_until": until.isoformat() if until else None,
         "label_field": attr(det, "label_field"),
+        "label_mix": [list(m) for m in attr(det, "label_mix") or []],
+        "mix": mix_text(det),
+        "parent_query": attr(det, "parent_query"),
     }
 
 
@@ -445,13 +519,15 @@ def _summarize_progress(rows, with_user: bool) -> dict:
 
     def summarize(rs) -> dict:
         by = {}
-        px = mine = 0
+        px = mine = skipped_mine = 0
         for r in rs:
             st = r["_id"].get("status") or "pending"
             by[st] = by.get(st, 0) + r["n"]
             if st in ANSWERED:
                 px += r["px"]
                 mine += r["mine"]
+            elif st == "skipped":
+                skipped_mine += r["mine"]
         answered = sum(by.get(s, 0) for s in ANSWERED)
         return {
             "queries": sum(by.values()),
@@ -461,8 +537,10 @@ def _summarize_progress(rows, with_user: bool) -> dict:
             "claimed": by.get("claimed", 0),
             "confirmed": by.get("confirmed", 0),
             "corrected": by.get("corrected", 0),
+            "split": by.get("split", 0),
             "pixels_changed": int(px),
             "answered_by_user": int(mine) if with_user else None,
+            "skipped_by_user": int(skipped_mine) if with_user else None,
         }
 
     return {

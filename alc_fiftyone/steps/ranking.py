@@ -405,6 +405,7 @@ def _plan(
     if method not in acq.METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {acq.METHODS}")
     resolve_budget(budget, 1)  # a bad budget is refused before anything runs
+    samples = db.sample_level(samples)  # the queue in the grid (patches): its samples
     require_nonempty(samples)
     full = samples
     if shard is not None:

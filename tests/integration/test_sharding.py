@@ -166,7 +166,9 @@ def run_queued_here():
 def test_queued_shards_run_through_the_operators(plugin, demo):
     import alc_fiftyone as alc
 
-    run = alc.queue_shards(demo, "compute_superpixels", {"n_segments": 20}, num_shards=3)
+    run = alc.queue_shards(
+        demo, "compute_superpixels", {"method": "slic", "n_segments": 20}, num_shards=3
+    )
     try:
         states = run.states()
         assert [s["shard"] for s in states] == ["1/3", "2/3", "3/3"]
@@ -202,7 +204,9 @@ def test_failed_shards_are_named_and_rerun(plugin, demo):
 
     first = demo.select(min(demo.values("id"))).first()
     Path(first.filepath).unlink()  # shard 1/2 fails on this sample, 2/2 completes
-    run = alc.queue_shards(demo, "compute_superpixels", {"n_segments": 20}, num_shards=2)
+    run = alc.queue_shards(
+        demo, "compute_superpixels", {"method": "slic", "n_segments": 20}, num_shards=2
+    )
     try:
         run_queued_here()
         with pytest.raises(ALCError, match=rf"shard 1/2 \(operation \w+\) failed: .*{first.id}"):
@@ -240,7 +244,8 @@ def test_operator_with_num_shards_queues_one_operation_per_shard(plugin, demo):
     assert options.allow_immediate_execution and not options.allow_delegated_execution
 
     result = foo.execute_operator(
-        uri, ctx={"view": demo.view(), "params": {"num_shards": 3, "n_segments": 20}}
+        uri,
+        ctx={"view": demo.view(), "params": {"num_shards": 3, "method": "slic", "n_segments": 20}},
     )
     summary = result.result["summary"]
     try:

@@ -137,7 +137,9 @@ def test_two_workers_share_the_shards_like_one_process(workers, unique_name):
     try:
         workers.start()
         workers.start()
-        run = alc.queue_shards(ds, "compute_superpixels", {"n_segments": 20}, num_shards=4)
+        run = alc.queue_shards(
+            ds, "compute_superpixels", {"method": "slic", "n_segments": 20}, num_shards=4
+        )
         assert run.num_shards == 4
         try:
             run.wait(timeout=120, poll=0.2)
@@ -189,7 +191,7 @@ def test_killed_worker_leaves_no_half_mask_and_the_rerun_completes(
     from alc_fiftyone.store.files import read_png_array, read_segmentation
 
     ds = alc.make_demo_dataset(name=unique_name, num_samples=12, size=(320, 240), seed=6)
-    params = {"n_segments": 300, "field": "sp"}
+    params = {"method": "slic", "n_segments": 300, "field": "sp"}
     # a monitored worker pings its operation every second (FiftyOne's default: 60 s)
     workers.env["FIFTYONE_DELEGATED_OPERATION_MONITOR_INTERVAL"] = "1"
     monkeypatch.setattr(fo.config, "delegated_operation_monitor_interval", 1)
