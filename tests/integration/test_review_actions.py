@@ -70,7 +70,7 @@ def test_mixed_splits_the_region_into_pieces_served_next(ranked):
         assert sid == q["sample_id"] and d.parent_query == q["id"]
         assert d.status == "claimed" and d.claimed_by == "ana"
         ry, rx = d.rep_yx  # the star lies inside its piece
-        x0, y0, w, h = d.bbox_px
+        x0, y0 = d.bbox_px[:2]
         assert np.asarray(d.mask, bool)[ry - y0, rx - x0]
         total += d.num_pixels
     assert total == parent.num_pixels  # the pieces cover the region exactly
