@@ -42,6 +42,8 @@ _EXPORTS = {
     "query_info": "review.queue",
     "next_query": "review.queue",
     "next_skipped": "review.queue",
+    "skipped_queries": "review.queue",
+    "unskip": "review.queue",
     "review_progress": "review.queue",
     "claim": "review.claims",
     "release": "review.claims",
@@ -76,6 +78,7 @@ _EXPORTS = {
     "ORACLE_RULES": "core.correction:ORACLE_RULES",
     # errors
     "ALCError": "errors",
+    "NotClaimedError": "errors",
     "SampleError": "errors",
     "QueryError": "errors",
     "OutputError": "errors",
@@ -93,6 +96,7 @@ __all__ = [
     "FeatureModel",
     "FieldModel",
     "FitContext",
+    "NotClaimedError",
     "OutputError",
     "ProbabilityModel",
     "QueryError",
@@ -134,9 +138,11 @@ __all__ = [
     "shard_view",
     "simulate",
     "skip",
+    "skipped_queries",
     "split_query",
     "undo",
     "undo_propagation",
+    "unskip",
 ]
 
 if TYPE_CHECKING:  # what the lazy loading below gives, for type checkers and IDEs
@@ -147,7 +153,14 @@ if TYPE_CHECKING:  # what the lazy loading below gives, for type checkers and ID
     from .data.importers import load_image_masks, load_voc
     from .data.noise import corrupt_labels
     from .data.versions import save_revised_version
-    from .errors import ALCError, DatabaseError, OutputError, QueryError, SampleError
+    from .errors import (
+        ALCError,
+        DatabaseError,
+        NotClaimedError,
+        OutputError,
+        QueryError,
+        SampleError,
+    )
     from .models.base import FitContext, ProbabilityModel
     from .models.embeddings import cache_embeddings, get_embedding, load_sam
     from .models.external import CallableModel, FieldModel
@@ -156,7 +169,14 @@ if TYPE_CHECKING:  # what the lazy loading below gives, for type checkers and ID
     from .review.answers import answer, apply_answers, skip, split_query, undo
     from .review.claims import claim, release
     from .review.queries import get_query, review_queue
-    from .review.queue import next_query, next_skipped, query_info, review_progress
+    from .review.queue import (
+        next_query,
+        next_skipped,
+        query_info,
+        review_progress,
+        skipped_queries,
+        unskip,
+    )
     from .review.render import render_query
     from .steps.evaluation import evaluate
     from .steps.propagation import propagate_answers, undo_propagation

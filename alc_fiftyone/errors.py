@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from .core.errors import ALCError
 
-__all__ = ["ALCError", "DatabaseError", "OutputError", "QueryError", "SampleError"]
+__all__ = [
+    "ALCError",
+    "DatabaseError",
+    "NotClaimedError",
+    "OutputError",
+    "QueryError",
+    "SampleError",
+]
 
 
 class SampleError(ALCError):
@@ -25,6 +32,16 @@ class SampleError(ALCError):
 
 class QueryError(ALCError):
     """An answer or undo that cannot be applied to a query (unknown, stale, already answered)."""
+
+
+class NotClaimedError(QueryError):
+    """An answer given for a query the reviewer does not hold (any more): it was skipped,
+    answered, taken by another reviewer, or the claim was given back. Names the query, its
+    status and who holds it."""
+
+    def __init__(self, query_id: str, status: str | None, holder: str | None, message: str):
+        self.query_id, self.status, self.holder = query_id, status, holder
+        super().__init__(message)
 
 
 class OutputError(ALCError):

@@ -20,6 +20,13 @@ from fiftyone.operators import types
 # Above this many target samples an operator suggests running delegated (in the background).
 DELEGATE_ABOVE = 50
 
+
+def user_error(error: Exception) -> bool:
+    """Whether ``error`` is the user's to fix (bad data, a wrong option, a missing file): the
+    App then shows its one-line message instead of a traceback."""
+    return isinstance(error, (alc().ALCError, ValueError, FileNotFoundError, PermissionError))
+
+
 EXPORT_FORMATS = {
     "voc": "palette PNG, VOC colours",
     "index": "grayscale PNG of class ids",
@@ -86,8 +93,9 @@ class ALCOperator(foo.Operator):
 
     # --- defaults and parameters ---------------------------------------------------------
 
-    def defaults(self) -> dict:
-        """The form's defaults: the SDK function's, then :attr:`FORM_DEFAULTS`."""
+    def defaults(self, ctx=None) -> dict:
+        """The form's defaults: the SDK function's, then :attr:`FORM_DEFAULTS` (a subclass may
+        add defaults read from the dataset of ``ctx``)."""
         base = sdk_defaults(self.SDK) if self.SDK else {}
         return {**base, **self.FORM_DEFAULTS}
 
@@ -95,7 +103,7 @@ class ALCOperator(foo.Operator):
         """``ctx.params[name]``, or the default when it is missing or blank (the App fills in
         defaults, ``execute_operator`` does not)."""
         value = ctx.params.get(name)
-        return self.defaults().get(name) if value is None or value == "" else value
+        return self.defaults(ctx).get(name) if value is None or value == "" else value
 
     # --- the form and the run --------------------------------------------------------------
 
@@ -114,7 +122,14 @@ class ALCOperator(foo.Operator):
             queued = self.queue_shards(ctx)
             if queued is not None:
                 return queued
-        out = self.run(ctx)
+        try:
+            out = self.run(ctx)
+        except Exception as e:
+            # a worker's operation must fail (failed shards are rerun); a bug keeps its trace
+            if ctx.delegated or not user_error(e):
+                raise
+            # in the App: one line that says what to do, no traceback
+            return {"error": " ".join(str(e).split()) or type(e).__name__}
         if self.RELOADS:
             reload_app(ctx)
         return out
@@ -165,7 +180,9 @@ class ALCOperator(foo.Operator):
 
     def resolve_output(self, ctx):
         outputs = types.Object()
-        outputs.obj("summary", label="Summary", view=types.JSONView())
+        outputs.str("error", label="Not done", view=types.Error(label="Not done"))
+        outputs.str("text", label="Result", view=types.MarkdownView())
+        outputs.obj("summary", label="Details", view=types.JSONView())
         return types.Property(outputs, view=types.View(label=self.config.label))
 
 
@@ -244,6 +261,14 @@ def shard_inputs(inputs: types.Object) -> None:
         description="Split the target into this many delegated operations, one per slice, "
         "for several workers (1: one operation)",
     )
+
+
+def num_samples(view) -> int:
+    """How many samples a view holds (a patches view, e.g. the review queue in the grid:
+    the samples behind its patches)."""
+    if view.has_field("sample_id") and view.get_field("sample_id") is not None:
+        return len(view.distinct("sample_id"))
+    return len(view)
 
 
 def target_notice(inputs: types.Object, n: int, action: str) -> None:

@@ -28,15 +28,15 @@ class ExportMasks(ALCOperator):
     SDK = "export_masks"
     RELOADS = False
 
-    def defaults(self) -> dict:
+    def defaults(self, ctx=None) -> dict:
         # the SDK takes no default field; the form offers the corrected labels
         return {
-            **super().defaults(),
+            **super().defaults(ctx),
             "field": sdk_defaults("save_revised_version")["revised_field"],
         }
 
     def form(self, ctx, inputs):
-        d = self.defaults()
+        d = self.defaults(ctx)
         target_notice(inputs, len(ctx.target_view()), "Export the masks of")
         field_choice(
             inputs,
@@ -56,6 +56,14 @@ class ExportMasks(ALCOperator):
         for name, description in EXPORT_FORMATS.items():
             formats.add_choice(name, label=name, description=description)
         inputs.enum("format", formats.values(), default=d["format"], label="Format", view=formats)
+        field_choice(
+            inputs,
+            "label_field",
+            segmentation_fields(ctx),
+            "Labels where a sample has no answer",
+            "Written for samples without the field above (blank: the field that was ranked)",
+            optional=True,
+        )
         inputs.bool(
             "overwrite",
             default=d["overwrite"],
@@ -70,11 +78,17 @@ class ExportMasks(ALCOperator):
             self.param(ctx, "field"),
             ctx.params["out_dir"],
             format=self.param(ctx, "format"),
+            label_field=ctx.params.get("label_field") or None,
             overwrite=bool(self.param(ctx, "overwrite")),
             skip_failures=bool(self.param(ctx, "skip_failures")),
             progress=ContextProgress(ctx),
         )
-        return {"summary": jsonable(summary)}
+        text = f"Wrote {summary['written']} mask(s) to `{summary['out_dir']}`"
+        if summary.get("label_field"):
+            text += f" ({summary['label_field']!r} where a sample has no answer)"
+        if summary["failed"]:
+            text += f"; {len(summary['failed'])} sample(s) could not be read (see details)"
+        return {"text": text, "summary": jsonable(summary)}
 
 
 class SaveRevisedVersion(ALCOperator):
@@ -91,7 +105,7 @@ class SaveRevisedVersion(ALCOperator):
         return ctx.dataset
 
     def form(self, ctx, inputs):
-        d = self.defaults()
+        d = self.defaults(ctx)
         fields = segmentation_fields(ctx)
         inputs.str("name", required=True, label="New dataset name")
         field_choice(
@@ -127,5 +141,15 @@ class SaveRevisedVersion(ALCOperator):
             overwrite=bool(self.param(ctx, "overwrite")),
             skip_failures=bool(self.param(ctx, "skip_failures")),
         )
-        failed = version.info["alc"]["provenance"].get("failed", [])
-        return {"summary": {"dataset": version.name, "samples": len(version), "failed": failed}}
+        prov = version.info["alc"]["provenance"]
+        failed = prov.get("failed", [])
+        answers = sum((prov.get("answers") or {}).values())
+        text = (
+            f"Saved the revised version as dataset `{version.name}` ({len(version)} samples; "
+            f"{answers} answer(s), {prov.get('pixels_changed', 0):,} pixels corrected in "
+            f"{prov['label_field']!r})"
+        )
+        if failed:
+            text += f"; {len(failed)} sample(s) kept their old labels (see details)"
+        summary = {"dataset": version.name, "samples": len(version), "failed": failed}
+        return {"text": text, "summary": summary}

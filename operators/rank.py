@@ -11,6 +11,7 @@ from ._common import (
     budget_value,
     field_choice,
     jsonable,
+    num_samples,
     segmentation_fields,
     skip_failures_input,
     target_notice,
@@ -32,6 +33,19 @@ def probability_fields(ctx) -> list[str]:
         return []
     schema = ctx.dataset.get_field_schema(ftype=(fo.ArrayField, fo.StringField))
     return sorted(f for f in schema if f not in ("filepath", "id") and not f.startswith("_"))
+
+
+def latest_round_fields(dataset) -> dict:
+    """The label, superpixel and queries fields of the dataset's latest ranking round (the
+    form's defaults, so that ranking again needs no typing); {} before any ranking."""
+    rounds = ((dataset.info or {}).get("alc") or {}).get("rounds") or [] if dataset else []
+    if not rounds:
+        label_field = alc().ranked_label_field(dataset) if dataset is not None else None
+        return {"label_field": label_field} if label_field else {}
+    last = rounds[-1]
+    return {
+        k: last[k] for k in ("label_field", "superpixel_field", "queries_field") if last.get(k)
+    }
 
 
 def acquisition_inputs(inputs, defaults: dict, ctx=None) -> None:
@@ -75,17 +89,23 @@ class RankSuperpixels(ALCOperator):
     SDK = "rank_superpixels"
     SHARDABLE = True
 
+    def defaults(self, ctx=None) -> dict:
+        dataset = ctx.dataset if ctx is not None else None
+        return {**super().defaults(ctx), **latest_round_fields(dataset)}
+
     def form(self, ctx, inputs):
-        d = self.defaults()
-        target_notice(inputs, len(ctx.target_view()), "Rank the superpixels of")
+        d = self.defaults(ctx)
+        target_notice(inputs, num_samples(ctx.target_view()), "Rank the superpixels of")
         fields = segmentation_fields(ctx)
         superpixel_field = self.param(ctx, "superpixel_field")
+        choices = [f for f in fields if f != superpixel_field]
         field_choice(
             inputs,
             "label_field",
-            [f for f in fields if f != superpixel_field],
+            choices,
             "Label field",
-            "The labels under review",
+            "The labels under review (default: the field ranked last)",
+            default=d.get("label_field") if d.get("label_field") in choices else None,
         )
         field_choice(
             inputs,

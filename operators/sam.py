@@ -87,7 +87,7 @@ class GeneratePseudoLabels(ALCOperator):
     SHARDABLE = True
 
     def form(self, ctx, inputs):
-        d = self.defaults()
+        d = self.defaults(ctx)
         target_notice(inputs, len(ctx.target_view()), "Generate pseudo labels for")
         fields = detections_fields(ctx)
         dropdown = types.Dropdown(label="Boxes")
@@ -149,12 +149,12 @@ class ComputeSamSuperpixels(ALCOperator):
     SDK = "compute_superpixels"
     SHARDABLE = True
 
-    def defaults(self) -> dict:
+    def defaults(self, ctx=None) -> dict:
         # the SDK's compute_superpixels, with the SAM pipeline's own parameters (its
         # signature holds them) and the instances field of the pseudo labels
         sam = sdk_defaults("generate_pseudo_labels")
         return {
-            **super().defaults(),
+            **super().defaults(ctx),
             "method": "sam",  # this form is for the SAM methods (slic has its own operator)
             "instances_field": sam["instances_field"],
             "fill": False,
@@ -166,7 +166,7 @@ class ComputeSamSuperpixels(ALCOperator):
         }
 
     def form(self, ctx, inputs):
-        d = self.defaults()
+        d = self.defaults(ctx)
         target_notice(inputs, len(ctx.target_view()), "Compute SAM superpixels for")
         methods = types.RadioGroup()
         methods.add_choice("sam", label="SAM automatic masks + SLIC (full coverage)")

@@ -7,7 +7,8 @@ from ._common import ALCOperator, alc, jsonable
 
 class MergeRanking(ALCOperator):
     NAME = "merge_ranking"
-    LABEL = "Merge ranking shards"
+    # named so that searching "rank" lists "Rank superpixels" first
+    LABEL = "Shards: merge a sharded ranking"
     DESCRIPTION = (
         "Keep the global top-B of the queries written by the shards of a sharded ranking "
         "(automatic when the last shard finishes; run it when that merge was interrupted)"

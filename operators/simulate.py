@@ -28,7 +28,7 @@ class Simulate(ALCOperator):
     SDK = "simulate"
 
     def form(self, ctx, inputs):
-        d = self.defaults()
+        d = self.defaults(ctx)
         target_notice(inputs, len(ctx.target_view()), "Simulate on")
         fields = segmentation_fields(ctx)
         superpixel_field = self.param(ctx, "superpixel_field")

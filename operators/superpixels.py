@@ -54,7 +54,7 @@ class ComputeSuperpixels(ALCOperator):
     SHARDABLE = True
 
     def form(self, ctx, inputs):
-        d = self.defaults()
+        d = self.defaults(ctx)
         target_notice(inputs, len(ctx.target_view()), "Compute superpixels for")
         methods = types.RadioGroup()
         for m, label in FORM_METHODS.items():

@@ -26,7 +26,7 @@ from ..store.fields import (
     read_current_labels,
 )
 from ..store.files import read_png_array, read_segmentation, write_mask
-from .claims import not_held_by_another, refuse_held
+from .claims import held_by, not_held_by_another, refuse_held, require_claim
 from .queries import ACTED, ANSWERED, attr, find_det, find_query_sample_id, query_region
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ def _commit(
     unanswered: tuple[str, ...] = (),
     answered: tuple[str, ...] = (),
     user_claim: tuple[bool, str | None] = (False, None),
+    claimed_by: str | None = None,
 ) -> bool:
     """Write query attributes and the revised mask of one sample in one conditional update.
 
@@ -95,7 +96,9 @@ def _commit(
         conds = [{f"{revised_field}.mask_path": {"$in": [None]}}]
     for qid in unanswered:
         q = {"_id": ObjectId(qid), "status": {"$nin": list(ANSWERED)}}
-        if user_claim[0]:
+        if claimed_by is not None:
+            q = {"$and": [q, held_by(claimed_by)]}
+        elif user_claim[0]:
             q = {"$and": [q, not_held_by_another(user_claim[1])]}
         conds.append({arr: {"$elemMatch": q}})
     for qid in answered:
@@ -137,6 +140,7 @@ def apply_answers(
     user: str | None = None,
     queries_field: str = QUERIES_FIELD,
     force: bool = False,
+    claimed_by: str | None = None,
 ) -> dict[str, int]:
     """Apply answers to queries of one sample in a single write; returns pixels changed per
     query id. A query another reviewer holds (a live claim) is refused with a QueryError
@@ -162,6 +166,8 @@ def apply_answers(
         The ``fo.Detections`` field holding the queries.
     force
         Act even on a query another reviewer holds (an administrator's override).
+    claimed_by
+        Write only if this reviewer holds the query (the panel's check, atomic).
 
     Returns
     -------
@@ -172,13 +178,15 @@ def apply_answers(
     if not answers:
         return {}
     for _ in range(MAX_ATTEMPTS):
-        result = _try_apply(dataset, sample_id, answers, user, queries_field, force)
+        result = _try_apply(dataset, sample_id, answers, user, queries_field, force, claimed_by)
         if result is not None:
             return result
     raise QueryError(f"sample {sample_id} kept changing under the answer; try again")
 
 
-def _try_apply(dataset, sample_id, answers, user, queries_field, force) -> dict[str, int] | None:
+def _try_apply(
+    dataset, sample_id, answers, user, queries_field, force, claimed_by=None
+) -> dict[str, int] | None:
     sample = dataset[sample_id]
     sample.reload()
     first = find_det(sample, queries_field, answers[0][0])
@@ -197,7 +205,9 @@ def _try_apply(dataset, sample_id, answers, user, queries_field, force) -> dict[
         det = dets.get(query_id)
         if det is None:
             raise QueryError(f"no query {query_id} on sample {sample_id}")
-        if not force:
+        if claimed_by is not None:
+            require_claim(det, claimed_by)
+        elif not force:
             refuse_held(det, user, "answer")
         if attr(det, "status") in ANSWERED:
             raise QueryError(
@@ -241,6 +251,7 @@ def _try_apply(dataset, sample_id, answers, user, queries_field, force) -> dict[
         new_path,
         unanswered=tuple(updates),
         user_claim=(not force, user),
+        claimed_by=claimed_by,
     )
     if not ok:
         if new_path:
@@ -256,6 +267,7 @@ def answer(
     user: str | None = None,
     queries_field: str = QUERIES_FIELD,
     force: bool = False,
+    claimed_by: str | None = None,
 ) -> int:
     """Answer one query and return the number of pixels that changed.
 
@@ -265,7 +277,11 @@ def answer(
     changes). Either way the query counts as one click.
 
     A query that another reviewer holds (claimed, the claim not expired) is refused with a
-    QueryError naming them; ``force=True`` answers it anyway (an admin's override).
+    QueryError naming them; ``force=True`` answers it anyway (an admin's override). With
+    ``claimed_by`` (the review panel passes the reviewer) the answer is written only if that
+    reviewer holds the query, in the same update; else a
+    :class:`~alc_fiftyone.errors.NotClaimedError` says why (skipped, answered, held by
+    another reviewer, claim given back).
 
     Parameters
     ----------
@@ -282,6 +298,8 @@ def answer(
         The ``fo.Detections`` field holding the queries.
     force
         Act even on a query another reviewer holds (an administrator's override).
+    claimed_by
+        Write only if this reviewer holds the query (the panel's check, atomic).
 
     Returns
     -------
@@ -290,7 +308,9 @@ def answer(
     """
     dataset = db.dataset_of(dataset)
     sample_id = find_query_sample_id(dataset, query_id, queries_field)
-    res = apply_answers(dataset, sample_id, [(query_id, label)], user, queries_field, force)
+    res = apply_answers(
+        dataset, sample_id, [(query_id, label)], user, queries_field, force, claimed_by
+    )
     return res[query_id]
 
 
@@ -300,6 +320,7 @@ def skip(
     user: str | None = None,
     queries_field: str = QUERIES_FIELD,
     force: bool = False,
+    claimed_by: str | None = None,
 ) -> None:
     """Mark a query skipped: it stays unanswered and is kept (not asked again) by later
     rankings. A query another reviewer holds is refused unless ``force``.
@@ -316,6 +337,8 @@ def skip(
         The ``fo.Detections`` field holding the queries.
     force
         Act even on a query another reviewer holds (an administrator's override).
+    claimed_by
+        Write only if this reviewer holds the query (the panel's check, atomic).
 
     Returns
     -------
@@ -326,14 +349,18 @@ def skip(
     sample = dataset[sample_id]
     sample.reload()
     det = find_det(sample, queries_field, query_id)
+    if claimed_by is not None:
+        require_claim(det, claimed_by)
     if attr(det, "status") in ANSWERED:
         raise QueryError(f"query {query_id} is answered; undo it instead of skipping")
-    if not force:
+    if not force and claimed_by is None:
         refuse_held(det, user, "skip")
     update = {"status": "skipped", "answered_by": user, "answered_at": datetime.now(timezone.utc)}
     arr = f"{queries_field}.detections"
     q = {"_id": ObjectId(query_id), "status": {"$nin": list(ANSWERED)}}
-    if not force:
+    if claimed_by is not None:
+        q = {"$and": [q, held_by(claimed_by)]}
+    elif not force:
         q = {"$and": [q, not_held_by_another(user)]}
     res = db.update_sample(
         dataset,
@@ -411,6 +438,7 @@ def split_query(
     pieces: int | None = None,
     queries_field: str = QUERIES_FIELD,
     force: bool = False,
+    claimed_by: str | None = None,
 ) -> list[str]:
     """The answer "Mixed": the region holds several classes, so it is split into finer pieces
     (SLIC restricted to the region: maskSLIC, Irving, arXiv:1606.09518), which become queries
@@ -432,6 +460,8 @@ def split_query(
         The ``fo.Detections`` field holding the queries.
     force
         Act even on a query another reviewer holds (an administrator's override).
+    claimed_by
+        Write only if this reviewer holds the query (the panel's check, atomic).
 
     Returns
     -------
@@ -447,9 +477,11 @@ def split_query(
     sample.reload()
     det = find_det(sample, queries_field, query_id)
     status = attr(det, "status")
+    if claimed_by is not None:
+        require_claim(det, claimed_by)
     if status in ANSWERED or status == "split":
         raise QueryError(f"query {query_id} is {status}; undo it first")
-    if not force:
+    if not force and claimed_by is None:
         refuse_held(det, user, "split")
     label_field, revised_field = attr(det, "label_field"), attr(det, "revised_field")
     labels = read_current_labels(sample, label_field, revised_field)
@@ -552,7 +584,9 @@ def split_query(
         }
     ]
     q = {"_id": oid, "status": {"$nin": [*ANSWERED, "split"]}}
-    if not force:
+    if claimed_by is not None:
+        q = {"$and": [q, held_by(claimed_by)]}
+    elif not force:
         q = {"$and": [q, not_held_by_another(user)]}
     res = db.update_sample(
         dataset, sample_id, {f"{queries_field}.detections": {"$elemMatch": q}}, pipeline

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from ..errors import QueryError
+from ..errors import NotClaimedError, QueryError
 from ..store import changes, db
 from ..store.fields import QUERIES_FIELD
 from .queries import attr, find_query_sample_id, object_id
@@ -175,3 +175,27 @@ def not_held_by_another(user) -> dict:
             {"claimed_until": {"$lt": now}},
         ]
     }
+
+
+def require_claim(det, claimed_by: str) -> None:
+    """NotClaimedError unless ``claimed_by`` holds ``det`` (status ``claimed``, their name),
+    saying why not: skipped, answered, split, held by another reviewer, or not claimed."""
+    status = attr(det, "status")
+    holder = attr(det, "claimed_by")
+    if status == "claimed" and holder == claimed_by:
+        return
+    if status == "claimed":
+        why = f"is held by {holder!r}"
+    elif status in ("confirmed", "corrected"):
+        why = f"was answered ({attr(det, 'answer')!r} by {attr(det, 'answered_by')!r})"
+    elif status in ("skipped", "split"):
+        by = attr(det, "answered_by")
+        why = f"was {status}" + (f" by {by!r}" if by and by != claimed_by else "")
+    else:
+        why = "is not claimed (the claim expired or was given back)"
+    raise NotClaimedError(det.id, status, holder, f"query {det.id} {why}")
+
+
+def held_by(claimed_by: str) -> dict:
+    """Condition (``$elemMatch`` form) that ``claimed_by`` holds a query."""
+    return {"status": "claimed", "claimed_by": claimed_by}

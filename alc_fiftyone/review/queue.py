@@ -163,16 +163,118 @@ def next_query(
     return None
 
 
+def skipped_queries(
+    samples: SampleCollection,
+    user: str | None = None,
+    queries_field: str = QUERIES_FIELD,
+    limit: int = 50,
+) -> list[dict]:
+    """The skipped queries of ``samples`` (of ``user`` if given), the latest skip first:
+    skipped queries are never served by :func:`next_query`; a reviewer revisits them from
+    this list with :func:`unskip` (or takes the best one back with :func:`next_skipped`).
+
+    Parameters
+    ----------
+    samples
+        The dataset or view to work on.
+    user
+        Only the queries this reviewer skipped (None: everyone's).
+    queries_field
+        The ``fo.Detections`` field holding the queries.
+    limit
+        At most this many.
+
+    Returns
+    -------
+    list of dict
+        Their descriptions (:func:`query_info`).
+    """
+    samples = db.sample_level(samples)
+    if not samples.has_field(queries_field):
+        return []
+    q = f"{queries_field}.detections"
+    match = {"q.status": "skipped"}
+    if user is not None:
+        match["q.answered_by"] = user
+    pipeline = [
+        {"$match": {f"{q}.status": "skipped"}},  # indexed
+        _slim(q, ("_id", "score", "status", "answered_by", "answered_at")),
+        {"$unwind": "$q"},
+        {"$match": match},
+        {"$sort": {"q.answered_at": -1, "q._id": 1}},
+        {"$limit": int(limit)},
+        {"$project": {"_id": 1, "qid": "$q._id"}},
+    ]
+    dataset = db.dataset_of(samples)
+    return [
+        query_info(dataset, str(r["qid"]), queries_field, sample_id=str(r["_id"]))
+        for r in db.aggregate(samples, pipeline)
+    ]
+
+
+def unskip(
+    dataset: SampleCollection,
+    query_id: str,
+    user: str | None,
+    queries_field: str = QUERIES_FIELD,
+    seconds: float = CLAIM_SECONDS,
+) -> bool:
+    """Reopen a skipped query: it is claimed by ``user`` (one atomic update), to be answered
+    now. False when it is no longer skipped.
+
+    Parameters
+    ----------
+    dataset
+        The dataset (or a view of it) holding the queries.
+    query_id
+        The id of the query (its Detection id).
+    user
+        The reviewer's name (recorded with the answer; claims keep reviewers apart).
+    queries_field
+        The ``fo.Detections`` field holding the queries.
+    seconds
+        How long the claim holds.
+
+    Returns
+    -------
+    bool
+        True when the query was reopened for ``user``.
+    """
+    from .queries import find_query_sample_id, object_id
+
+    dataset = db.dataset_of(dataset)
+    oid = object_id(query_id)
+    sid = find_query_sample_id(dataset, query_id, queries_field)
+    q = f"{queries_field}.detections"
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    res = db.update_sample(
+        dataset,
+        sid,
+        {q: {"$elemMatch": {"_id": oid, "status": "skipped"}}},
+        {
+            "$set": {
+                f"{q}.$[x].status": "claimed",
+                f"{q}.$[x].claimed_by": user,
+                f"{q}.$[x].claimed_at": now,
+                f"{q}.$[x].claimed_until": now + timedelta(seconds=seconds),
+                f"{q}.$[x].answered_by": None,
+                f"{q}.$[x].answered_at": None,
+            }
+        },
+        [{"x._id": oid, "x.status": "skipped"}],
+    )
+    changes.touched(dataset, sid)
+    return res.modified_count == 1
+
+
 def next_skipped(
     samples: SampleCollection,
     user: str | None,
     queries_field: str = QUERIES_FIELD,
     seconds: float = CLAIM_SECONDS,
-    skip_ids: Iterable[str] = (),
 ) -> dict | None:
-    """Reopen the best query ``user`` skipped in ``samples`` (it is claimed for them again)
-    and return its description, or None when they skipped none: skipped queries are never
-    served by :func:`next_query`, this is how a reviewer revisits them.
+    """Reopen the latest query ``user`` skipped in ``samples`` (:func:`unskip`) and return
+    its description, or None when they skipped none.
 
     Parameters
     ----------
@@ -184,53 +286,15 @@ def next_skipped(
         The ``fo.Detections`` field holding the queries.
     seconds
         How long the claim holds.
-    skip_ids
-        Queries not to serve (e.g. the one just released).
 
     Returns
     -------
     dict or None
         The reopened query's description (:func:`query_info`), or None.
     """
-    from bson import ObjectId
-
-    samples = db.sample_level(samples)
-    if not samples.has_field(queries_field):
-        return None
-    dataset = db.dataset_of(samples)
-    q = f"{queries_field}.detections"
-    skip = [ObjectId(i) for i in skip_ids if ObjectId.is_valid(i)]
-    pipeline = [
-        {"$match": {f"{q}.status": "skipped"}},  # indexed
-        _slim(q, ("_id", "score", "status", "answered_by")),
-        {"$unwind": "$q"},
-        {"$match": {"q.status": "skipped", "q.answered_by": user, "q._id": {"$nin": skip}}},
-        {"$sort": {"q.score": -1, "q._id": 1}},
-        {"$limit": CANDIDATES},
-        {"$project": {"_id": 1, "qid": "$q._id"}},
-    ]
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    for row in db.aggregate(samples, pipeline):
-        sid, oid = str(row["_id"]), row["qid"]
-        res = db.update_sample(
-            dataset,
-            sid,
-            {q: {"$elemMatch": {"_id": oid, "status": "skipped", "answered_by": user}}},
-            {
-                "$set": {
-                    f"{q}.$[x].status": "claimed",
-                    f"{q}.$[x].claimed_by": user,
-                    f"{q}.$[x].claimed_at": now,
-                    f"{q}.$[x].claimed_until": now + timedelta(seconds=seconds),
-                    f"{q}.$[x].answered_by": None,
-                    f"{q}.$[x].answered_at": None,
-                }
-            },
-            [{"x._id": oid, "x.status": "skipped"}],
-        )
-        changes.touched(dataset, sid)
-        if res.modified_count == 1:
-            return query_info(dataset, str(oid), queries_field, sample_id=sid)
+    for info in skipped_queries(samples, user, queries_field, limit=CANDIDATES):
+        if unskip(samples, info["id"], user, queries_field, seconds):
+            return query_info(samples, info["id"], queries_field, sample_id=info["sample_id"])
     return None
 
 

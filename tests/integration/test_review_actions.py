@@ -135,3 +135,38 @@ def test_ranking_from_the_review_queue_in_the_grid_ranks_its_samples(ranked):
     summary = alc.rank_superpixels(queue, "pseudo", budget=7)
     assert summary["num_samples"] == len(ranked.select(queue.distinct("sample_id")))
     assert summary["num_queries"] == 7
+
+
+def test_an_answer_for_a_query_the_reviewer_does_not_hold_is_refused(ranked):
+    q = alc.next_query(ranked, "ana")
+    alc.release(ranked, q["id"], "ana")  # e.g. a claim given back in another tab
+    with pytest.raises(alc.NotClaimedError, match="not claimed") as info:
+        alc.answer(ranked, q["id"], 0, user="ana", claimed_by="ana")
+    assert info.value.query_id == q["id"] and info.value.status == "pending"
+    alc.claim(ranked, q["id"], "bob")
+    with pytest.raises(alc.NotClaimedError, match="held by 'bob'"):
+        alc.answer(ranked, q["id"], 0, user="ana", claimed_by="ana")
+    with pytest.raises(alc.NotClaimedError, match="held by 'bob'"):
+        alc.skip(ranked, q["id"], user="ana", claimed_by="ana")
+    with pytest.raises(alc.NotClaimedError, match="held by 'bob'"):
+        alc.split_query(ranked, q["id"], user="ana", claimed_by="ana")
+    assert {d.id: d.status for _, d in _dets(ranked)}[q["id"]] == "claimed"
+    alc.skip(ranked, q["id"], user="bob", claimed_by="bob")
+    with pytest.raises(alc.NotClaimedError, match="was skipped by 'bob'"):
+        alc.answer(ranked, q["id"], 0, user="ana", claimed_by="ana")
+    mine = alc.next_query(ranked, "ana")
+    assert alc.answer(ranked, mine["id"], 0, user="ana", claimed_by="ana") >= 0
+
+
+def test_the_skipped_list_and_unskip(ranked):
+    a = alc.next_query(ranked, "ana")
+    alc.skip(ranked, a["id"], user="ana")
+    b = alc.next_query(ranked, "ana")
+    alc.skip(ranked, b["id"], user="ana")
+    c = alc.next_query(ranked, "bob")
+    alc.skip(ranked, c["id"], user="bob")
+    assert [q["id"] for q in alc.skipped_queries(ranked, "ana")] == [b["id"], a["id"]]
+    assert len(alc.skipped_queries(ranked)) == 3
+    assert alc.unskip(ranked, a["id"], "ana")
+    assert not alc.unskip(ranked, a["id"], "ana")  # no longer skipped
+    assert [q["id"] for q in alc.skipped_queries(ranked, "ana")] == [b["id"]]

@@ -77,7 +77,8 @@ def test_forms_offer_the_segmentation_fields(plugin, demo):
     demo.add_sample_field("alc_superpixels", fo.EmbeddedDocumentField, fo.Segmentation)
     props = resolve_input("rank_superpixels", demo)
     assert choices(props["label_field"]) == ["ground_truth", "pseudo"]
-    assert props["label_field"].required
+    # the demo records 'pseudo' as the labels under review: prefilled, so not left empty
+    assert props["label_field"].default == "pseudo" and not props["label_field"].required
     assert choices(props["superpixel_field"]) == ["alc_superpixels", "ground_truth", "pseudo"]
     assert props["superpixel_field"].default == "alc_superpixels"
     assert "sim" in choices(props["method"])
@@ -239,3 +240,58 @@ def test_save_revised_version(plugin, demo, unique_name):
     finally:
         if fo.dataset_exists(name):
             fo.delete_dataset(name)
+
+
+def test_rank_form_prefills_the_fields_of_the_last_round(plugin, demo):
+    """Ranking again needs no typing: the label, superpixel and queries fields of the latest
+    round are the form's defaults; a dataset never ranked gets its recorded label field."""
+    import alc_fiftyone as alc
+
+    assert resolve_input("rank_superpixels", demo)["label_field"].default == "pseudo"
+    alc.compute_superpixels(demo, method="slic", field="sp", n_segments=20)
+    alc.rank_superpixels(demo, "ground_truth", superpixel_field="sp", budget=3, queries_field="q")
+    props = resolve_input("rank_superpixels", demo)
+    assert props["label_field"].default == "ground_truth"
+    assert props["superpixel_field"].default == "sp"
+    assert props["queries_field"].default == "q"
+
+
+def test_operator_labels_put_the_main_one_first(plugin):
+    """Searching "rank" in the operator browser lists "Rank superpixels" before the merge."""
+    import fiftyone.operators as foo
+
+    labels = sorted(
+        op.config.label for op in foo.list_operators() if "rank" in op.config.label.lower()
+    )
+    assert labels[0] == "ALC: Rank superpixels"
+
+
+def test_a_user_error_in_the_app_is_one_line(plugin, demo, tmp_path):
+    """No traceback in the App: a problem with the data or an option comes back as the
+    operator's one-line ``error`` output; nothing is written."""
+    result = execute("rank_superpixels", demo, label_field="pseudo", budget=5)
+    assert "run alc.compute_superpixels first" in result.result["error"]
+    assert "Traceback" not in result.result["error"] and not demo.has_field("alc_queries")
+    result = execute("save_revised_version", demo, name=demo.name)
+    assert "already exists" in result.result["error"]
+
+
+def test_save_and_export_report_in_words(plugin, demo, tmp_path, unique_name):
+    import fiftyone as fo
+
+    import alc_fiftyone as alc
+
+    alc.compute_superpixels(demo, method="slic", n_segments=20)
+    alc.rank_superpixels(demo, "pseudo", budget=3)
+    q = alc.next_query(demo, "ana")
+    alc.answer(demo, q["id"], 1, user="ana")
+    name = f"{unique_name}-v"
+    try:
+        out = execute("save_revised_version", demo, name=name).result
+        assert out["text"].startswith(f"Saved the revised version as dataset `{name}`")
+        assert "'pseudo'" in out["text"]
+    finally:
+        if fo.dataset_exists(name):
+            fo.delete_dataset(name)
+    out = execute("export_masks", demo, out_dir=str(tmp_path / "m"), format="index").result
+    assert out["text"].startswith(f"Wrote {len(demo)} mask(s)") and "'pseudo'" in out["text"]
