@@ -31,6 +31,7 @@ _EXPORTS = {
     "compute_superpixels": "steps.superpixels",
     "generate_pseudo_labels": "steps.pseudo_labels",
     "rank_superpixels": "steps.ranking",
+    "samples_to_rank": "steps.ranking",
     "propagate_answers": "steps.propagation",
     "undo_propagation": "steps.propagation",
     "evaluate": "steps.evaluation",
@@ -134,6 +135,7 @@ __all__ = [
     "render_query",
     "review_progress",
     "review_queue",
+    "samples_to_rank",
     "save_revised_version",
     "shard_view",
     "simulate",
@@ -181,7 +183,7 @@ if TYPE_CHECKING:  # what the lazy loading below gives, for type checkers and ID
     from .steps.evaluation import evaluate
     from .steps.propagation import propagate_answers, undo_propagation
     from .steps.pseudo_labels import generate_pseudo_labels
-    from .steps.ranking import rank_superpixels
+    from .steps.ranking import rank_superpixels, samples_to_rank
     from .steps.sharding import (
         PLUGIN_NAME,
         ShardRun,

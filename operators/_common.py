@@ -162,7 +162,8 @@ class ALCOperator(foo.Operator):
         params = {k: v for k, v in ctx.params.items() if k not in ("num_shards", "delegate")}
         run = alc().queue_shards(ctx.target_view(), self.uri, params, count)
         summary = {"run_id": run.run_id, "shards": run.num_shards, "operations": run.op_ids}
-        return {"summary": summary}
+        text = f"Queued {run.num_shards} delegated operations (run `{run.run_id}`)"
+        return {"text": text, "summary": summary}
 
     def resolve_execution_options(self, ctx):
         if int(ctx.params.get("num_shards") or 1) > 1 and not ctx.params.get("shard"):
@@ -179,10 +180,11 @@ class ALCOperator(foo.Operator):
         )
 
     def resolve_output(self, ctx):
+        # in words: what was done, or why not (the run's full summary stays in the result,
+        # for scripts, without being shown as a JSON tree)
         outputs = types.Object()
         outputs.str("error", label="Not done", view=types.Error(label="Not done"))
-        outputs.str("text", label="Result", view=types.MarkdownView())
-        outputs.obj("summary", label="Details", view=types.JSONView())
+        outputs.str("text", label="Done", view=types.MarkdownView())
         return types.Property(outputs, view=types.View(label=self.config.label))
 
 
@@ -263,14 +265,6 @@ def shard_inputs(inputs: types.Object) -> None:
     )
 
 
-def num_samples(view) -> int:
-    """How many samples a view holds (a patches view, e.g. the review queue in the grid:
-    the samples behind its patches)."""
-    if view.has_field("sample_id") and view.get_field("sample_id") is not None:
-        return len(view.distinct("sample_id"))
-    return len(view)
-
-
 def target_notice(inputs: types.Object, n: int, action: str) -> None:
     hint = f" (more than {DELEGATE_ABOVE}: consider scheduling it)" if n > DELEGATE_ABOVE else ""
     inputs.view("target_notice", types.Notice(label=f"{action} {n} sample(s){hint}"))
@@ -303,6 +297,20 @@ class ContextProgress:
             return
         self._desc, self._last = desc, fraction
         self.ctx.set_progress(progress=fraction, label=f"{desc} {done}/{total}")
+
+
+def superpixels_text(summary: dict) -> str:
+    """A per-sample step's summary in words."""
+    text = f"{summary.get('processed', 0)} sample(s) done"
+    if summary.get("mean_superpixels"):
+        text += f", {summary['mean_superpixels']:.0f} regions per image"
+    if summary.get("skipped_existing"):
+        text += f"; {summary['skipped_existing']} already had a result"
+    if summary.get("failed"):
+        text += f"; {len(summary['failed'])} could not be read (see the summary)"
+    if summary.get("note"):
+        text += f". {summary['note']}"
+    return text
 
 
 def jsonable(value):

@@ -11,7 +11,6 @@ from ._common import (
     budget_value,
     field_choice,
     jsonable,
-    num_samples,
     segmentation_fields,
     skip_failures_input,
     target_notice,
@@ -95,7 +94,8 @@ class RankSuperpixels(ALCOperator):
 
     def form(self, ctx, inputs):
         d = self.defaults(ctx)
-        target_notice(inputs, num_samples(ctx.target_view()), "Rank the superpixels of")
+        target = alc().samples_to_rank(ctx.target_view())
+        target_notice(inputs, len(target), "Rank the superpixels of")
         fields = segmentation_fields(ctx)
         superpixel_field = self.param(ctx, "superpixel_field")
         choices = [f for f in fields if f != superpixel_field]
@@ -161,4 +161,13 @@ class RankSuperpixels(ALCOperator):
             shard=ctx.params.get("shard") or None,
             run_id=ctx.params.get("run_id"),
         )
-        return {"summary": jsonable(summary)}
+        text = (
+            f"Round {summary.get('round')}: {summary.get('num_queries')} queries written to "
+            f"`{summary.get('queries_field')}` from {summary.get('num_samples')} sample(s) "
+            f"({summary.get('num_superpixels')} superpixels)"
+        )
+        if summary.get("note"):
+            text += f"; {summary['note']}"
+        if summary.get("failed"):
+            text += f"; {len(summary['failed'])} sample(s) left out (unreadable)"
+        return {"text": text, "summary": jsonable(summary)}

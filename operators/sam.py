@@ -17,6 +17,7 @@ from ._common import (
     jsonable,
     rerun_inputs,
     sdk_defaults,
+    superpixels_text,
     target_notice,
 )
 
@@ -135,7 +136,7 @@ class GeneratePseudoLabels(ALCOperator):
             progress=ContextProgress(ctx),
             **_model_kwargs(self, ctx),
         )
-        return {"summary": jsonable(summary)}
+        return {"text": superpixels_text(summary), "summary": jsonable(summary)}
 
 
 class ComputeSamSuperpixels(ALCOperator):
@@ -234,4 +235,4 @@ class ComputeSamSuperpixels(ALCOperator):
             progress=ContextProgress(ctx),
             **extra,
         )
-        return {"summary": jsonable(summary)}
+        return {"text": superpixels_text(summary), "summary": jsonable(summary)}

@@ -26,4 +26,5 @@ class MergeRanking(ALCOperator):
 
     def run(self, ctx):
         record = alc().merge_ranking(self.target(ctx, sharded=False), ctx.params["run_id"])
-        return {"summary": jsonable(record)}
+        text = f"Merged round {record.get('round')}: {record.get('num_queries')} queries"
+        return {"text": text, "summary": jsonable(record)}

@@ -14,6 +14,7 @@ from ._common import (
     jsonable,
     rerun_inputs,
     segmentation_fields,
+    superpixels_text,
     target_notice,
 )
 
@@ -106,4 +107,4 @@ class ComputeSuperpixels(ALCOperator):
             progress=ContextProgress(ctx),
             **method_params,
         )
-        return {"summary": jsonable(summary)}
+        return {"text": superpixels_text(summary), "summary": jsonable(summary)}

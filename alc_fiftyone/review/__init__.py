@@ -11,20 +11,36 @@ from __future__ import annotations
 import importlib
 
 _FACE = {
-    "view_key": "queue",
-    "get_query": "queries",
-    "last_answered": "answers",
-    "data_uri": "render",
-    "answer_classes": "answers",
-    "queries_field_of": "queries",
+    "view_key": ".queue",
+    "get_query": ".queries",
+    "last_action": ".answers",
+    "last_answered": ".answers",
+    "data_uri": ".render",
+    "class_colors": ".render",
+    "color_of": ".render",
+    "hex_color": ".render",
+    "answer_classes": ".answers",
+    "queries_field_of": ".queries",
+    "refresh_label": ".queries",
+    "class_table": "..store.fields",
+    "sample_level": "..store.db",
+    "patches_source": "..store.db",
 }
 
 __all__ = [
     "answer_classes",
+    "class_colors",
+    "class_table",
+    "color_of",
     "data_uri",
     "get_query",
+    "hex_color",
+    "last_action",
     "last_answered",
+    "patches_source",
     "queries_field_of",
+    "refresh_label",
+    "sample_level",
     "view_key",
 ]
 
@@ -33,4 +49,4 @@ def __getattr__(name: str):
     module = _FACE.get(name)
     if module is None:
         raise AttributeError(f"module 'alc_fiftyone.review' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    return getattr(importlib.import_module(module, __name__), name)

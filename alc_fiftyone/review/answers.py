@@ -382,7 +382,7 @@ def _reopen(dataset, sample, query_id, user, queries_field, status) -> None:
     them was answered: those answers are taken back first)."""
     arr = f"${queries_field}.detections"
     oid = ObjectId(query_id)
-    pieces = [d for d in sample[queries_field].detections if attr(d, "parent_query") == query_id]
+    pieces = [d for d in sample[queries_field].detections if attr(d, "parent_id") == query_id]
     answered = [d for d in pieces if attr(d, "status") in ANSWERED]
     if answered:
         raise QueryError(
@@ -544,7 +544,7 @@ def split_query(
             "superpixel_field": attr(det, "superpixel_field"),
             "revised_field": revised_field,
             "ranked_at": attr(det, "ranked_at"),
-            "parent_query": query_id,
+            "parent_id": query_id,
         }
         for key, value in values.items():
             d.set_field(key, value)

@@ -142,10 +142,11 @@ def get_query(
 # --- building a ranking's queries ----------------------------------------------------------
 
 
-def region_classes(values, names: dict, ignore=None, floor: float = 0.01):
+def region_classes(values, names: dict, ignore=None, floor: float = 0.0, most: int = 4):
     """(the class most of a region's pixels hold now, the mix) of the current labels
-    ``values`` of the region's pixels: the mix is ``[[name, share], ...]`` of the classes
-    holding at least ``floor`` of it, largest first, or ``[]`` when one class holds it all.
+    ``values`` of the region's pixels: the mix is ``[[name, share], ...]`` of the (at most
+    ``most``) classes holding more than ``floor`` of it, largest first, or ``[]`` when one
+    class holds it all.
     A query asks about the class most of its region holds (never the class of a single
     pixel), so confirming it changes only the few pixels of other classes."""
     vals, counts = np.unique(np.asarray(values).ravel(), return_counts=True)
@@ -157,21 +158,53 @@ def region_classes(values, names: dict, ignore=None, floor: float = 0.01):
         return current, []
     total = float(counts.sum())
     mix = []
-    for i in order:
+    for i in order[:most]:
         share = counts[i] / total
-        if share < floor:
+        if share <= floor:
             break
         v = int(vals[i])
         name = names.get(v, "ignore" if v == ignore else str(v))
-        mix.append([name, round(float(share), 3)])
+        mix.append([name, round(float(share), 4)])
     return current, mix if len(mix) > 1 else []
+
+
+def refresh_label(dataset, sample, det, queries_field: str = QUERIES_FIELD) -> dict:
+    """The class most of ``det``'s region holds now, and the mix, from the current labels
+    (an answer to an overlapping query, or a split, may have changed them since the ranking);
+    stored on the query when it changed. Returns ``{"label", "current_value", "label_mix"}``."""
+    from bson import ObjectId
+
+    from ..store.fields import class_table, read_current_labels
+
+    label_field, revised_field = attr(det, "label_field"), attr(det, "revised_field")
+    labels = read_current_labels(sample, label_field, revised_field)
+    slc, region = query_region(det, labels.shape)
+    names, ignore, _ = class_table(db.dataset_of(dataset), label_field)
+    value, mix = region_classes(labels[slc][region], names, ignore)
+    name = names.get(value, "ignore" if value == ignore else str(value))
+    now = {"label": name, "current_value": value, "label_mix": mix}
+    if (det.label, attr(det, "current_value"), attr(det, "label_mix") or []) != (name, value, mix):
+        arr = f"{queries_field}.detections"
+        oid = ObjectId(det.id)
+        db.update_sample(
+            dataset,
+            sample.id,
+            {arr: {"$elemMatch": {"_id": oid, "status": {"$nin": list(ANSWERED)}}}},
+            {"$set": {f"{arr}.$[q].{k}": v for k, v in now.items()}},
+            [{"q._id": oid}],
+        )
+        for k, v in now.items():
+            det.set_field(k, v)
+    return now
 
 
 def mix_text(det) -> str:
     """The classes of a query's region as a reviewer reads them: "Sky 99%, Pavement 1%"
     (empty when one class holds the whole region)."""
     mix = attr(det, "label_mix") or []
-    return ", ".join(f"{name} {100 * share:.0f}%" for name, share in mix)
+    return ", ".join(
+        f"{name} {'<1' if 0 < 100 * share < 1 else f'{100 * share:.0f}'}%" for name, share in mix
+    )
 
 
 @dataclass
@@ -353,7 +386,7 @@ def merge_queries(dataset, queries_field: str, new: dict[str, list], sp_paths: d
         "$or": [
             {"$in": ["$$d.status", list(KEPT)]},
             # the pieces of a split ("Mixed"): they stand for their query, answered or not
-            {"$ne": [{"$ifNull": ["$$d.parent_query", None]}, None]},
+            {"$ne": [{"$ifNull": ["$$d.parent_id", None]}, None]},
             {
                 "$and": [
                     {"$eq": ["$$d.status", "claimed"]},

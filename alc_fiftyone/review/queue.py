@@ -434,7 +434,7 @@ def query_info(
         "label_field": attr(det, "label_field"),
         "label_mix": [list(m) for m in attr(det, "label_mix") or []],
         "mix": mix_text(det),
-        "parent_query": attr(det, "parent_query"),
+        "parent_id": attr(det, "parent_id"),
     }
 
 

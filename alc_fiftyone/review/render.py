@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 DISPLAY_SIZE = 480  # longest side of the picture, pixels (a thin frame and the legend added)
 CONTEXT = 1.5  # the window shows the object box / region with this much margin around it
+DIM = 0.55  # brightness of the image outside the region (the context stays legible)
 
 
 def class_colors(n: int) -> np.ndarray:
@@ -72,13 +73,22 @@ def object_box(labels: np.ndarray, rep_yx, limit: int = 4096) -> tuple[int, int,
     return (x0 + sl[1].start, y0 + sl[0].start, x0 + sl[1].stop, y0 + sl[0].stop)
 
 
-def _window(box, shape, margin: float = CONTEXT) -> tuple[int, int, int, int]:
-    """A window around ``box`` (x0, y0, x1, y1) grown by ``margin`` and at least 32 px."""
+def _window(
+    box, shape, margin: float = CONTEXT, aspect: float | None = None
+) -> tuple[int, int, int, int]:
+    """A window around ``box`` (x0, y0, x1, y1) grown by ``margin`` and at least 32 px; with
+    ``aspect`` (width / height) grown further to that shape where the image allows, so the
+    picture fills a fixed frame."""
     H, W = shape
     x0, y0, x1, y1 = box
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     half_w = max((x1 - x0) * margin / 2, 16)
     half_h = max((y1 - y0) * margin / 2, 16)
+    if aspect:
+        half_w, half_h = max(half_w, half_h * aspect), max(half_h, half_w / aspect)
+        # slide rather than clip at the image's edges, so the shape holds where it fits
+        cx = min(max(cx, half_w), W - half_w) if 2 * half_w <= W else W / 2
+        cy = min(max(cy, half_h), H - half_h) if 2 * half_h <= H else H / 2
     wx0, wx1 = int(max(0, cx - half_w)), int(min(W, np.ceil(cx + half_w)))
     wy0, wy1 = int(max(0, cy - half_h)), int(min(H, np.ceil(cy + half_h)))
     return wx0, wy0, max(wx1, wx0 + 1), max(wy1, wy0 + 1)
@@ -101,8 +111,16 @@ def render_query_array(
     num_classes: int,
     ignore,
     display_size: int = DISPLAY_SIZE,
+    whole_image: bool = False,
+    aspect: float | None = None,
+    legend: bool = True,
+    dim: float = DIM,
 ) -> np.ndarray:
-    """The query picture as an (h, w, 3) uint8 array (see the module docstring)."""
+    """The query picture as an (h, w, 3) uint8 array (see the module docstring).
+
+    ``whole_image``: the whole image instead of the region's surroundings; ``aspect`` (width /
+    height): the surroundings grown to that shape (a fixed frame); ``legend=False``: no legend
+    strip (the caller shows one); ``dim``: brightness of the image outside the region."""
     H, W = labels.shape
     slc, region = query_region(det, labels.shape)
     rep = attr(det, "rep_yx")
@@ -110,14 +128,14 @@ def render_query_array(
     obj = object_box(labels, rep)
     # the window covers the region and the object (clipped to a sensible context)
     box = (min(rx0, obj[0]), min(ry0, obj[1]), max(rx0 + rw, obj[2]), max(ry0 + rh, obj[3]))
-    wx0, wy0, wx1, wy1 = _window(box, (H, W))
+    wx0, wy0, wx1, wy1 = (0, 0, W, H) if whole_image else _window(box, (H, W), aspect=aspect)
     crop = image[wy0:wy1, wx0:wx1].astype(np.float32)
     inside = np.zeros((wy1 - wy0, wx1 - wx0), dtype=bool)
     ys0, xs0 = slc[0].start - wy0, slc[1].start - wx0
     inside[ys0 : ys0 + rh, xs0 : xs0 + rw] = region
     value = int(attr(det, "current_value", labels[rep[0], rep[1]]))
     tint = np.array(color_of(value, num_classes, ignore), dtype=np.float32)
-    out = crop * 0.35  # the rest dimmed
+    out = crop * dim  # the rest dimmed
     out[inside] = crop[inside] * 0.7 + tint * 0.3
     # enlarge to the display size (nearest: pixels stay pixels)
     ch, cw = inside.shape
@@ -154,6 +172,8 @@ def render_query_array(
     cx, cy = pad + (rep[1] - wx0 + 0.5) * sx, pad + (rep[0] - wy0 + 0.5) * sy
     draw.polygon(_star(cx, cy, r + 2), fill=(0, 0, 0))
     draw.polygon(_star(cx, cy, r), fill=(255, 40, 40))
+    if not legend:
+        return np.array(pic)
     return np.array(_with_legend(pic, det, names, num_classes, ignore))
 
 
@@ -191,6 +211,7 @@ def render_query(
     det: Detection,
     dataset: SampleCollection = None,
     display_size: int = DISPLAY_SIZE,
+    **options,
 ) -> bytes:
     """PNG bytes of the picture of query ``det`` on ``sample`` (current labels: the revised
     field where it exists).
@@ -205,6 +226,10 @@ def render_query(
         The sample's dataset (default: the sample's own).
     display_size
         Longest side of the picture, in pixels.
+    **options
+        ``whole_image`` (the whole image instead of the region's surroundings), ``aspect``
+        (width / height: the surroundings grown to a frame of that shape), ``legend`` (False:
+        no legend strip) and ``dim`` (brightness of the image outside the region).
 
     Returns
     -------
@@ -218,7 +243,9 @@ def render_query(
     image = read_image(sample)
     if image.shape[:2] != labels.shape:  # never fail a picture on it: show the labels' frame
         image = np.array(Image.fromarray(image).resize(labels.shape[::-1], Image.BILINEAR))
-    arr = render_query_array(image, labels, det, names, num_classes, ignore, display_size)
+    arr = render_query_array(
+        image, labels, det, names, num_classes, ignore, display_size, **options
+    )
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

@@ -230,6 +230,8 @@ def rank_superpixels(
     slightly different scores than a one-process run; a fixed model (``"field:<name>"``, a
     callable) gives the same scores, and the merged queries equal the single-process ones.
     ``abc`` and ``classbal`` need statistics of the whole collection and cannot be sharded.
+
+    A patches view (the review queue in the grid) ranks the collection it was made from.
     """
     if method == "oracle":
         raise ValueError(
@@ -256,6 +258,23 @@ def rank_superpixels(
         shard=shard,
         run_id=run_id,
     )
+
+
+def samples_to_rank(samples: SampleCollection) -> SampleCollection:
+    """The samples :func:`rank_superpixels` ranks for ``samples``: a patches view (the review
+    queue in the grid) stands for the collection it was made from.
+
+    Parameters
+    ----------
+    samples
+        The dataset or view to work on.
+
+    Returns
+    -------
+    SampleCollection
+        The collection ranked.
+    """
+    return db.patches_source(samples)
 
 
 class Scorer:
@@ -405,7 +424,8 @@ def _plan(
     if method not in acq.METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {acq.METHODS}")
     resolve_budget(budget, 1)  # a bad budget is refused before anything runs
-    samples = db.sample_level(samples)  # the queue in the grid (patches): its samples
+    # the queue in the grid (patches of the queries): rank the collection it was made from
+    samples = db.patches_source(samples)
     require_nonempty(samples)
     full = samples
     if shard is not None:

@@ -113,6 +113,14 @@ def sample_level(samples):
     return samples
 
 
+def patches_source(samples):
+    """The collection a patches view was made from (e.g. the review queue: the dataset); other
+    collections unchanged."""
+    if getattr(samples, "_is_patches", False):
+        return samples._source_collection
+    return samples
+
+
 def update_dataset_document(dataset, update: dict, condition: dict | None = None) -> bool:
     """One atomic update of the dataset's own document (``info`` keys of concurrent
     processes), only where ``condition`` holds; the dataset is reloaded. Returns whether the

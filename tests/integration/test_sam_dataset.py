@@ -222,13 +222,15 @@ def test_operator_forms(plugin, boxes_ds):
 
 def test_operators_run_and_report(plugin, boxes_ds, tiny, tmp_path, monkeypatch):
     import fiftyone as fo
-    import fiftyone.operators as foo
 
     ds = boxes_ds
     monkeypatch.delenv(csam.ENV_CHECKPOINT, raising=False)
     monkeypatch.setattr(fo.config, "model_zoo_dir", str(tmp_path / "empty-zoo"))
-    with pytest.raises(foo.executor.ExecutionError, match="sam_vit_h_4b8939.pth"):
-        _execute("generate_pseudo_labels", ds, prompt_field="gt")
+    # in the App a missing checkpoint is one line the form shows, naming the file to get
+    missing = _execute("generate_pseudo_labels", ds, prompt_field="gt")
+    assert "sam_vit_h_4b8939.pth" in missing.result["error"]
+    assert "Traceback" not in missing.result["error"]
+    assert not ds.has_field("alc_pseudo") or ds.count("alc_pseudo") == 0
     alc.generate_pseudo_labels(ds, "gt", sam=tiny)
     result = _execute(
         "compute_sam_superpixels", ds, method="pseudo_instances", fill=True, field="sp_op"

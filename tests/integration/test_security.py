@@ -288,8 +288,12 @@ def test_review_panel_serves_only_the_dataset_s_samples(ranked, make_dataset):
                 data.update(r["params"]["data"])
         return ctx
 
+    def image():
+        card = (data.get("review") or {}).get("query") or {}
+        return card.get("image")
+
     call("on_load")
-    assert state.get("query") and data.get("query_image", "").startswith("data:image/png")
+    assert state.get("query") and (image() or "").startswith("data:image/png")
     # the client sends back a forged query on screen: another dataset's sample, a path
     for forged in (
         {**state["query"], "id": "0" * 24, "sample_id": other.first().id},
@@ -299,12 +303,13 @@ def test_review_panel_serves_only_the_dataset_s_samples(ranked, make_dataset):
         state["query"] = forged
         data.clear()
         call("refresh")
-        image = data.get("query_image")
-        if image:  # a picture is only ever one of this dataset's own queries
+        if image():  # a picture is only ever one of this dataset's own queries
             q = state["query"]
             assert q["sample_id"] in ranked.values("id") and q["filepath"] in ranked.values(
                 "filepath"
             )
         state["query"] = forged
-        call("confirm")  # answering a forged query fails cleanly, the panel keeps working
-        call("skip")
+        # answering a forged query (the card sends its id) fails cleanly, the panel keeps working
+        call("answer", query_id=forged["id"], label=forged["label"])
+        state["query"] = forged
+        call("skip", query_id=forged["id"])
