@@ -163,11 +163,9 @@ def main(argv=None) -> int:
             if q is None:
                 break
             t = time.perf_counter()
-            if i % 2:
-                other = next(c for c in classes if c != q["label"])
-                call("answer_class", label=other)
-            else:
-                call("confirm")
+            # what the card sends: the query on screen and the class (yes, or another one)
+            label = next(c for c in classes if c != q["label"]) if i % 2 else q["label"]
+            call("answer", query_id=q["id"], label=label)
             panel_ms.append((time.perf_counter() - t) * 1000)
 
         # the same steps one by one, through the SDK: uncached (what the panel pays when its
@@ -193,7 +191,13 @@ def main(argv=None) -> int:
             if q is None:
                 break
             sample, det = get_query(ds, q["id"], sample_id=q["sample_id"])
-            alc.render_query(sample, det)
+            alc.render_query(  # as the panel draws it (its frame, no legend strip)
+                sample,
+                det,
+                display_size=panels.review.PICTURE_SIZE,
+                aspect=panels.review.FRAME_ASPECT,
+                legend=False,
+            )
             t3 = time.perf_counter()
             alc.review_progress(ds, user="sdk")
             t4 = time.perf_counter()

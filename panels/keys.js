@@ -1,62 +1,551 @@
-// Keyboard shortcuts of the ALC review panel (no build step: plain JavaScript on the globals
-// the FiftyOne App exports). The panel renders an invisible view with component "AlcKeys";
-// its props carry the URIs of the panel's methods and the suggested classes.
-//   Enter: confirm   1-9: the n-th suggested class   S: skip   U: undo
+// The ALC review panel's card (no build step: plain JavaScript on the globals the FiftyOne App
+// exports: window.React, window.__mui__ (MUI), window.__fop__ (plugins), window.__foo__
+// (operators)). The panel renders one view with component "AlcReview"; its props carry the
+// URIs of the panel's methods, and its data (panel data "review", set by the server with every
+// query it shows) holds everything drawn: question, picture, answers, progress, message, name.
+//
+// One component draws it all from one object, so the question, the picture, the buttons and
+// the keys always belong to the same query, and every answer carries that query's id (the
+// panel refuses an answer whose id is not the query it holds).
+//
+// Keys (ignored while typing in a field or while a dialog is open):
+//   Enter: yes, it is <class>   1-9: no, it is the n-th class   M: mixed (split the region)
+//   S: skip   U: undo (the last action of any kind)   W: whole image / region
+//
+// No field takes the focus on its own; the reviewer's name is sent on Enter or when the field
+// is left (Escape restores it); "Another class" answers only a class picked from its list, and
+// is cleared after.
 (function () {
   var React = window.React;
+  var mui = window.__mui__;
   var fop = window.__fop__;
   var foo = window.__foo__;
-  if (!React || !fop || !foo || !foo.useTriggerPanelEvent) {
+  if (!React || !mui || !fop || !foo || !foo.useTriggerPanelEvent) {
     return;
   }
+  var h = React.createElement;
+  var ROOT = {
+    display: "flex",
+    flexDirection: "column",
+    gap: 6,
+    padding: "2px 10px 4px 4px",
+    boxSizing: "border-box",
+    width: "100%",
+    minWidth: 0,
+    overflow: "hidden",
+  };
 
   function typing(target) {
     var tag = (target && target.tagName) || "";
-    return tag === "INPUT" || tag === "TEXTAREA" || (target && target.isContentEditable);
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" ||
+      (target && target.isContentEditable);
   }
 
-  function AlcKeys(props) {
-    var view = (props && props.schema && props.schema.view) || {};
-    var trigger = foo.useTriggerPanelEvent();
-    var latest = React.useRef(view);
-    latest.current = view;
-    React.useEffect(function () {
-      function onKey(event) {
-        if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) {
-          return;
+  function dialogOpen() {
+    // an operator prompt or another modal: the keys are theirs
+    return !!document.querySelector(".MuiDialog-root, [role='dialog']");
+  }
+
+  function Key(props) {
+    return h(
+      "kbd",
+      {
+        style: {
+          marginLeft: 4,
+          padding: "0 5px",
+          border: "1px solid currentColor",
+          borderRadius: 4,
+          fontSize: "0.75em",
+          fontFamily: "inherit",
+          opacity: 0.8,
+          lineHeight: "1.4em",
+        },
+      },
+      props.k
+    );
+  }
+
+  function AnswerButton(props) {
+    return h(
+      mui.Button,
+      {
+        variant: props.primary ? "contained" : "outlined",
+        color: props.primary ? "primary" : "secondary",
+        size: props.small ? "small" : "medium",
+        disabled: props.disabled,
+        onClick: props.onClick,
+        title: props.title,
+        sx: {
+          textTransform: "none",
+          minWidth: 0,
+          py: props.small ? 0.25 : 0.5,
+          px: props.small ? 1 : 1.5,
+          fontSize: props.small ? 12 : 15,
+        },
+      },
+      props.label,
+      props.k ? " " : null,
+      props.k ? h(Key, { k: props.k }) : null
+    );
+  }
+
+  function NameField(props) {
+    var committed = props.value || "";
+    var state = React.useState(committed);
+    var draft = state[0];
+    var setDraft = state[1];
+    var editing = React.useRef(false);
+    React.useEffect(
+      function () {
+        if (!editing.current) {
+          setDraft(committed);
         }
-        var v = latest.current;
-        var key = event.key;
-        if (key === "Enter" && v.confirm) {
-          trigger(v.confirm, {});
-        } else if ((key === "s" || key === "S") && v.skip) {
-          trigger(v.skip, {});
-        } else if ((key === "u" || key === "U") && v.undo) {
-          trigger(v.undo, {});
-        } else if (/^[1-9]$/.test(key) && v.answer_class) {
-          var label = (v.suggestions || [])[parseInt(key, 10) - 1];
-          if (!label) {
+      },
+      [committed]
+    );
+    function commit() {
+      editing.current = false;
+      var name = (draft || "").trim();
+      if (name && name !== committed) {
+        props.onCommit(name);
+      } else {
+        setDraft(committed);
+      }
+    }
+    return h(
+      "label",
+      { style: { display: "flex", alignItems: "center", gap: 6, fontSize: 13 } },
+      h("span", null, "Reviewer"),
+      h("input", {
+        "aria-label": "Reviewer",
+        value: draft,
+        spellCheck: false,
+        title: "Your name: answers record it, and claims keep reviewers apart. " +
+          "Enter or leaving the field sets it; Escape restores it.",
+        style: {
+          width: 150,
+          padding: "2px 6px",
+          font: "inherit",
+          color: "inherit",
+          background: "transparent",
+          border: "1px solid rgba(127,127,127,0.6)",
+          borderRadius: 4,
+        },
+        onFocus: function () {
+          editing.current = true;
+        },
+        onChange: function (e) {
+          editing.current = true;
+          setDraft(e.target.value);
+        },
+        onKeyDown: function (e) {
+          if (e.key === "Enter") {
+            e.preventDefault();
+            e.target.blur(); // commits (onBlur)
+          } else if (e.key === "Escape") {
+            e.preventDefault();
+            setDraft(committed);
+            editing.current = false;
+            var t = e.target;
+            setTimeout(function () {
+              t.blur();
+            }, 0);
+          }
+        },
+        onBlur: commit,
+      })
+    );
+  }
+
+  function ClassPicker(props) {
+    var s = React.useState("");
+    var input = s[0];
+    var setInput = s[1];
+    React.useEffect(
+      function () {
+        setInput("");
+      },
+      [props.queryId]
+    );
+    return h(
+      "div",
+      { style: { display: "flex", alignItems: "center", gap: 8, minWidth: 220, flex: "1 1 220px" } },
+      h("span", { style: { fontSize: 13, whiteSpace: "nowrap" } }, "Another class"),
+      h(mui.Autocomplete, {
+        options: props.classes || [],
+        value: null,
+        inputValue: input,
+        onInputChange: function (e, v, reason) {
+          setInput(reason === "reset" ? "" : v);
+        },
+        onChange: function (e, v) {
+          setInput("");
+          if (v) {
+            props.onPick(v);
+          }
+        },
+        freeSolo: false,
+        autoHighlight: false,
+        blurOnSelect: true,
+        clearOnBlur: true,
+        disabled: props.disabled,
+        size: "small",
+        sx: { flex: 1, minWidth: 140 },
+        noOptionsText: "no such class",
+        renderInput: function (params) {
+          return h(
+            mui.TextField,
+            Object.assign({}, params, { placeholder: "pick from the list", size: "small" })
+          );
+        },
+      })
+    );
+  }
+
+  function AlcReview(props) {
+    var view = (props && props.schema && props.schema.view) || {};
+    var data = (props && props.data) || {};
+    var q = data.query || null;
+    var trigger = foo.useTriggerPanelEvent();
+    var pending = React.useState(null);
+    var busy = pending[0];
+    var setBusy = pending[1];
+    var listing = React.useState(false);
+    var showSkipped = listing[0];
+    var setShowSkipped = listing[1];
+    var latest = React.useRef({});
+    // a new card (or the same query served again) ends what was pending
+    React.useEffect(
+      function () {
+        setBusy(null);
+      },
+      [data.seq]
+    );
+
+    function send(uri, params, guard) {
+      if (!uri) {
+        return;
+      }
+      if (guard) {
+        if (!q || busy === q.id) {
+          return; // one answer per query on screen: a second press waits for the next card
+        }
+        setBusy(q.id);
+        params = Object.assign({ query_id: q.id }, params || {});
+      }
+      trigger(uri, params || {}, false, function () {
+        setBusy(null);
+      });
+    }
+
+    var others = q ? (q.suggestions || []).filter(function (s) { return s !== q.label; }) : [];
+    others = others.slice(0, 9);
+    var actions = {
+      yes: function () {
+        send(view.answer, { label: q.label, confirm: true }, true);
+      },
+      pick: function (label) {
+        send(view.answer, { label: label }, true);
+      },
+      nth: function (k) {
+        if (others[k]) {
+          send(view.answer, { label: others[k] }, true);
+        }
+      },
+      skip: function () {
+        send(view.skip, {}, true);
+      },
+      mixed: function () {
+        send(view.mixed, {}, true);
+      },
+      skipped: function () {
+        var open = !showSkipped;
+        setShowSkipped(open);
+        if (open) {
+          send(view.list_skipped, {}, false);
+        }
+      },
+      revisit: function (id) {
+        setShowSkipped(false);
+        send(view.revisit, { query_id: id }, false);
+      },
+      undo: function () {
+        send(view.undo, {}, false);
+      },
+      whole: function () {
+        send(view.toggle_whole, {}, false);
+      },
+    };
+    latest.current = { q: q, actions: actions };
+
+    React.useEffect(
+      function () {
+        function onKey(event) {
+          if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target) ||
+              dialogOpen()) {
             return;
           }
-          trigger(v.answer_class, { label: label });
-        } else {
-          return;
+          var cur = latest.current;
+          var a = cur.actions;
+          var key = event.key;
+          if (key === "u" || key === "U") {
+            a.undo();
+          } else if (!cur.q) {
+            return;
+          } else if (key === "Enter") {
+            a.yes();
+          } else if (key === "s" || key === "S") {
+            a.skip();
+          } else if (key === "m" || key === "M") {
+            a.mixed();
+          } else if (key === "w" || key === "W") {
+            a.whole();
+          } else if (/^[1-9]$/.test(key)) {
+            a.nth(parseInt(key, 10) - 1);
+          } else {
+            return;
+          }
+          event.preventDefault();
+          event.stopPropagation();
         }
-        event.preventDefault();
-        event.stopPropagation();
-      }
-      window.addEventListener("keydown", onKey, true);
-      return function () {
-        window.removeEventListener("keydown", onKey, true);
-      };
-    }, [trigger]);
-    return null;
+        window.addEventListener("keydown", onKey, true);
+        return function () {
+          window.removeEventListener("keydown", onKey, true);
+        };
+      },
+      []
+    );
+
+    var tools = h(
+      "div",
+      { key: "tools", style: { display: "flex", flexWrap: "wrap", gap: 6, marginTop: 4 } },
+      [
+        ["Open sample", view.open_sample, "Open the sample with the query selected"],
+        ["Queue in grid", view.show_queue, "Show the review queue in the grid, best first"],
+        ["Rank again", view.rank_again, "Rank the superpixels again (retrains on the answers)"],
+        ["Save revised version", view.save_version, "Save the corrections as a new dataset"],
+        ["Export masks", view.export, "Write the corrected masks as PNG files"],
+      ].map(function (t) {
+        return h(AnswerButton, {
+          key: t[0],
+          small: true,
+          label: t[0],
+          title: t[2],
+          onClick: function () {
+            send(t[1], {}, false);
+          },
+        });
+      })
+    );
+    var nSkipped = data.skipped_count || 0;
+    var skippedRow = h(
+      "div",
+      { key: "skipped", style: { display: "flex", flexWrap: "wrap", alignItems: "center", gap: 6 } },
+      [
+        h(AnswerButton, {
+          key: "toggle",
+          small: true,
+          label: "Skipped (" + nSkipped + ")" + (showSkipped ? " \u25b4" : " \u25be"),
+          title: "The queries you skipped: pick one to answer it now",
+          onClick: actions.skipped,
+        }),
+      ].concat(
+        showSkipped
+          ? (data.skipped || []).length
+            ? (data.skipped || []).map(function (e) {
+                return h(AnswerButton, {
+                  key: e.id,
+                  small: true,
+                  label: "rank " + e.rank + ": " + e.label,
+                  title: "Answer this skipped query now",
+                  onClick: function () {
+                    actions.revisit(e.id);
+                  },
+                });
+              })
+            : [h("span", { key: "none", style: { fontSize: 13, opacity: 0.75 } },
+                 "none skipped")]
+          : []
+      )
+    );
+    var level = data.level || "info";
+    var color = { error: "#f44336", warning: "#ffa726", success: "#66bb6a" }[level];
+    var children = [];
+    // progress and the name: one compact bar on top
+    children.push(
+      h(
+        "div",
+        {
+          key: "top",
+          style: { display: "flex", flexWrap: "wrap", alignItems: "center", gap: "2px 16px",
+                   fontSize: 13, lineHeight: "18px" },
+        },
+        h(
+          "div",
+          { style: { flex: "1 1 260px" } },
+          (data.progress || []).map(function (line, i) {
+            return h("div", { key: i, style: i ? { opacity: 0.75 } : null }, line);
+          })
+        ),
+        h(NameField, {
+          value: data.reviewer,
+          onCommit: function (name) {
+            send(view.set_reviewer, { value: name }, false);
+          },
+        })
+      )
+    );
+    if (data.message) {
+      children.push(
+        h(
+          "div",
+          { key: "msg", role: "status", style: { fontSize: 13, color: color, lineHeight: "18px" } },
+          data.message
+        )
+      );
+    }
+    if (!q) {
+      children.push(
+        h(
+          "div",
+          { key: "none", style: { fontSize: 15, margin: "12px 0" } },
+          h("b", null, "No query to answer"),
+          " in this view. Rank again to get new queries, or change the view."
+        )
+      );
+      children.push(skippedRow);
+      children.push(tools);
+      return h("div", { style: ROOT }, children);
+    }
+    children.push(
+      h(
+        "div",
+        { key: "q", style: { fontSize: 15, lineHeight: "21px" } },
+        h("span", null, "Is the outlined region "),
+        h("b", null, q.label),
+        h("span", null, "? "),
+        h(
+          "span",
+          { style: { fontSize: 12, opacity: 0.75 } },
+          "(rank " + q.rank + ", round " + q.round + ", " + q.pixels + " px)"
+        ),
+        q.mix
+          ? h("div", { style: { fontSize: 13, opacity: 0.9 } }, "Now in the region: " + q.mix)
+          : null
+      )
+    );
+    // the picture: a fixed frame, whatever the region's shape
+    children.push(
+      h(
+        "div",
+        {
+          key: "frame",
+          style: {
+            position: "relative",
+            width: "100%",
+            aspectRatio: "3 / 2",
+            maxHeight: "calc(100vh - 430px)",
+            minHeight: 200,
+            background: "#111",
+            borderRadius: 4,
+            overflow: "hidden",
+          },
+        },
+        h("img", {
+          src: q.image,
+          alt: "correction query",
+          style: { width: "100%", height: "100%", objectFit: "contain", display: "block" },
+        }),
+        h(
+          "div",
+          { style: { position: "absolute", top: 6, right: 6 } },
+          h(AnswerButton, {
+            small: true,
+            label: q.whole ? "Region" : "Whole image",
+            k: "W",
+            title: q.whole ? "Show the region's surroundings" : "Show the whole image",
+            onClick: actions.whole,
+          })
+        )
+      )
+    );
+    children.push(
+      h(
+        "div",
+        { key: "legend", style: { display: "flex", flexWrap: "wrap", gap: "2px 12px",
+                                  fontSize: 13 } },
+        (q.legend || []).map(function (e) {
+          return h(
+            "span",
+            { key: e.name, style: { display: "inline-flex", alignItems: "center", gap: 4 } },
+            h("span", { style: { width: 12, height: 12, background: e.color, borderRadius: 2,
+                                 border: "1px solid rgba(255,255,255,0.4)" } }),
+            (e.now ? "outlined now: " : "") + e.name
+          );
+        }),
+        h("span", { style: { opacity: 0.7 } }, "\u2605 representative pixel")
+      )
+    );
+    var disabled = busy === q.id;
+    var answers = [
+      h(AnswerButton, {
+        key: "yes",
+        primary: true,
+        label: "Yes, it is " + q.label,
+        k: "Enter",
+        disabled: disabled,
+        onClick: actions.yes,
+      }),
+    ];
+    if (others.length) {
+      answers.push(h("span", { key: "no", style: { fontSize: 13, marginLeft: 4 } }, "No, it is:"));
+      others.forEach(function (name, i) {
+        answers.push(
+          h(AnswerButton, {
+            key: "s" + i,
+            label: i + 1 + ". " + name,
+            disabled: disabled,
+            onClick: function () {
+              actions.nth(i);
+            },
+          })
+        );
+      });
+    }
+    children.push(
+      h("div", { key: "answers", style: { display: "flex", flexWrap: "wrap", alignItems: "center",
+                                          gap: 6 } }, answers)
+    );
+    children.push(
+      h(
+        "div",
+        { key: "more", style: { display: "flex", flexWrap: "wrap", alignItems: "center", gap: 8 } },
+        h(ClassPicker, {
+          classes: data.classes,
+          queryId: q.id + ":" + data.seq,
+          disabled: disabled,
+          onPick: actions.pick,
+        }),
+        h(AnswerButton, {
+          label: "Mixed",
+          k: "M",
+          disabled: disabled,
+          title: "The region holds several classes: split it into smaller pieces",
+          onClick: actions.mixed,
+        }),
+        h(AnswerButton, { label: "Skip", k: "S", disabled: disabled, onClick: actions.skip }),
+        h(AnswerButton, { label: "Undo", k: "U", onClick: actions.undo })
+      )
+    );
+    children.push(skippedRow);
+    children.push(tools);
+    return h("div", { style: ROOT }, children);
   }
 
   fop.registerComponent({
-    name: "AlcKeys",
-    label: "AlcKeys",
-    component: AlcKeys,
+    name: "AlcReview",
+    label: "AlcReview",
+    component: AlcReview,
     type: fop.PluginComponentType.Component,
     activator: function () {
       return true;

@@ -1,11 +1,18 @@
-"""The review panel: answer correction queries one click each.
+"""The review panel: answer the correction queries, one key or click each.
 
 Everything real is in ``alc_fiftyone`` (``alc.next_query`` claims the next query,
-``alc.answer / undo / skip`` write at once, ``alc.render_query`` draws the picture; the few
-helpers beyond the public API come from ``alc_fiftyone.review``, the panel's one internal
-module); the panel keeps in its state only the reviewer's name and the query on screen, so
-closing the browser loses nothing and reopening continues with the query the reviewer still
-holds.
+``alc.answer / skip / split_query / undo`` write at once, ``alc.render_query`` draws the
+picture; the few helpers beyond the public API come from ``alc_fiftyone.review``, the panel's
+one internal module).
+The panel keeps in its state only the reviewer's name and the query on screen, so closing the
+browser loses nothing and reopening continues with the query the reviewer still holds.
+
+What the reviewer sees is one card (``panels/keys.js``, component ``AlcReview``) drawn from one
+object the server sends with every query (panel data ``review``): the question, the picture,
+the answers and their keys, the progress, the message and the name. Every answer the card sends
+carries the id of the query it shows; the panel refuses an answer whose id is not the query it
+holds for that reviewer (a stale tab, a late response) and shows the current one with the
+reason, so an answer can only land on the region the reviewer saw.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ NUM_SUGGESTION_BUTTONS = 9
 # (review.next_query / review_progress ``max_age``): changes made through this process show
 # at once, those of other processes (a script, another App server) within this time
 CACHE_SECONDS = 60.0
+# the card's picture: a frame of this shape (panels/keys.js: aspect-ratio 3 / 2) and size
+FRAME_ASPECT = 1.5
+PICTURE_SIZE = 720
 
 
 def _alc():
@@ -38,11 +48,30 @@ def _view_key(ctx) -> str:
     return f"{zlib.crc32(key.encode()):08x}-{len(key)}"
 
 
+def _rounds(dataset) -> list[dict]:
+    return ((dataset.info or {}).get("alc") or {}).get("rounds") or []
+
+
 def queries_field_of(dataset) -> str:
     """The queries field of the latest ranking round (``alc_queries`` by default)."""
     from alc_fiftyone.review import queries_field_of as field_of
 
     return field_of(dataset)
+
+
+def last_round(dataset, queries_field: str | None = None) -> dict:
+    """The latest ranking round (of ``queries_field`` if given): its label, superpixel,
+    revised and queries fields."""
+    rounds = [
+        r
+        for r in _rounds(dataset)
+        if queries_field is None or r.get("queries_field") in (None, queries_field)
+    ]
+    return dict(rounds[-1]) if rounds else {}
+
+
+def _count(n) -> str:
+    return f"{int(n or 0):,}"
 
 
 class ReviewPanel(foo.Panel):
@@ -55,8 +84,9 @@ class ReviewPanel(foo.Panel):
             surfaces="grid",
             help_markdown=(
                 "Answer the correction queries: is the outlined region (star: its "
-                "representative pixel) of the class shown? Confirm, or pick the right class. "
-                "Answers are saved at once; undo takes the last one back."
+                "representative pixel) of the class named? **Enter**: yes; **1-9**: no, it is "
+                "that class; **Another class**: any class, picked from the list; **S**: skip; "
+                "**U**: undo; **W**: whole image. Answers are saved at once."
             ),
         )
 
@@ -77,10 +107,8 @@ class ReviewPanel(foo.Panel):
         return ctx.panel.state.get("queries_field") or queries_field_of(ctx.dataset)
 
     def _serve(self, ctx, skip_ids=(), query_id=None, message=None, level="info"):
-        """Claim and show the next query (or ``query_id``), refresh progress and picture."""
+        """Claim and show the next query (or ``query_id``), with the progress and the card."""
         alc = _alc()
-        from alc_fiftyone.review import data_uri
-
         field = self._field(ctx)
         user = self._reviewer(ctx)
         info = None
@@ -95,29 +123,90 @@ class ReviewPanel(foo.Panel):
                 )
         except alc.ALCError as e:
             message, level = str(e), "error"
-        image = None
+        card = None
         if info is not None:
-            from alc_fiftyone.review import get_query
-
             try:
-                sample, det = get_query(ctx.dataset, info["id"], field, info["sample_id"])
-                image = data_uri(alc.render_query(sample, det, ctx.dataset))
+                card = self._card_query(ctx, info, field)
             except alc.ALCError as e:
                 message, level = f"cannot draw the query: {e}", "error"
         ctx.panel.state.set("query", info)
         ctx.panel.state.set("message", message)
         ctx.panel.state.set("level", level)
-        ctx.panel.data.set("query_image", image)
-        self._progress(ctx)
+        seq = int(ctx.panel.state.get("seq") or 0) + 1
+        ctx.panel.state.set("seq", seq)
+        progress = self._progress(ctx)
+        ctx.panel.state.set("progress", progress)
+        ctx.panel.data.set(
+            "review",
+            {
+                "seq": seq,
+                "query": card,
+                "classes": card.pop("classes") if card else [],
+                "progress": _progress_lines(progress, user),
+                "message": message,
+                "level": level,
+                "reviewer": user,
+                "skipped_count": ((progress.get("total") or {}).get("skipped_by_user") or 0),
+                "skipped": ctx.panel.state.get("skipped_list") or [],
+            },
+        )
 
-    def _progress(self, ctx):
+    def _card_query(self, ctx, info: dict, field: str) -> dict:
+        """What the card draws of a query: the question, the picture, the legend."""
+        alc = _alc()
+        from alc_fiftyone.review import (
+            class_table,
+            color_of,
+            data_uri,
+            get_query,
+            hex_color,
+            refresh_label,
+        )
+
+        sample, det = get_query(ctx.dataset, info["id"], field, info["sample_id"])
+        # ask about the class the region holds now (an overlapping answer may have changed it)
+        info.update(refresh_label(ctx.dataset, sample, det, field))
+        whole = bool(ctx.panel.state.get("whole"))
+        png = alc.render_query(
+            sample,
+            det,
+            ctx.dataset,
+            display_size=PICTURE_SIZE,
+            whole_image=whole,
+            aspect=FRAME_ASPECT,
+            legend=False,
+        )
+        names, ignore, num = class_table(ctx.dataset, info["label_field"])
+        value_of = {n: v for v, n in names.items()}
+        label = info["label"]
+        suggestions = [s for s in info.get("suggestions") or [] if s != label]
+
+        def entry(name, now=False):
+            value = value_of.get(name, -1)
+            return {"name": name, "color": hex_color(color_of(value, num, ignore)), "now": now}
+
+        return {
+            "id": info["id"],
+            "sample_id": info["sample_id"],
+            "label": label,
+            "mix": _mix_text(info.get("label_mix")),
+            "rank": info.get("rank"),
+            "round": info.get("round"),
+            "pixels": _count(info.get("num_pixels")),
+            "suggestions": suggestions[:NUM_SUGGESTION_BUTTONS],
+            "image": data_uri(png),
+            "whole": whole,
+            "legend": [entry(label, True)] + [entry(s) for s in suggestions[:4]],
+            "classes": [names[v] for v in sorted(names) if v < num or v == ignore],
+        }
+
+    def _progress(self, ctx) -> dict:
         try:
-            p = _alc().review_progress(
+            return _alc().review_progress(
                 ctx.view, self._field(ctx), self._reviewer(ctx), max_age=CACHE_SECONDS
             )
         except _alc().ALCError as e:  # progress must never break the panel
-            p = {"error": str(e)}
-        ctx.panel.state.set("progress", p)
+            return {"error": str(e)}
 
     def _current(self, ctx):
         return ctx.panel.state.get("query")
@@ -131,37 +220,44 @@ class ReviewPanel(foo.Panel):
         except (alc.ALCError, KeyError, TypeError):
             pass
 
-    def _answer(self, ctx, label):
+    def _on_screen(self, ctx):
+        """The query an answer event is for, when it is the one this panel holds for this
+        reviewer; otherwise the current one is shown again with the reason, and None."""
         alc = _alc()
         q = self._current(ctx)
-        if not q:
-            return self._serve(ctx, message="no query on screen", level="warning")
+        qid = ctx.params.get("query_id")
         user = self._reviewer(ctx)
+        if not q or not qid or qid != q.get("id"):
+            self._serve(
+                ctx,
+                query_id=(q or {}).get("id"),
+                message="Not saved: that answer was for a query no longer on screen. "
+                "Here is the query you hold.",
+                level="warning",
+            )
+            return None
         field = self._field(ctx)
         try:
-            # still ours? (a claim that expired may have been taken by another reviewer)
-            if q.get("status") == "claimed" and not alc.claim(
-                ctx.dataset, q["id"], user, queries_field=field, sample_id=q["sample_id"]
-            ):
-                return self._serve(
-                    ctx,
-                    skip_ids=[q["id"]],
-                    message="your claim on that query expired and another reviewer took it; "
-                    "here is the next one",
-                    level="warning",
-                )
-            n = alc.answer(ctx.dataset, q["id"], label, user=user, queries_field=field)
+            # still the reviewer's (a claim that expired is renewed if nobody took it)
+            if alc.claim(ctx.dataset, qid, user, queries_field=field, sample_id=q["sample_id"]):
+                return q
+            info = alc.query_info(ctx.dataset, qid, field, sample_id=q["sample_id"])
         except alc.ALCError as e:
-            # e.g. the superpixels changed since ranking: keep the claim, say why
-            self._release(ctx, q)
-            return self._serve(ctx, skip_ids=[q["id"]], message=str(e), level="error")
-        shown = "confirmed" if label is None or label == q["label"] else f"-> {label}"
-        self._serve(ctx, message=f"saved: {q['label']} {shown} ({n} pixels changed)")
+            self._serve(ctx, skip_ids=[qid], message=f"Not saved: {e}", level="error")
+            return None
+        self._serve(
+            ctx,
+            skip_ids=[qid],
+            message=f"Not saved: {_not_yours(info, user)}. Here is your next query.",
+            level="warning",
+        )
+        return None
 
     # --- events ----------------------------------------------------------------------------
 
     def on_load(self, ctx):
         ctx.panel.state.set("view_key", _view_key(ctx))
+        _grid_defaults(ctx)
         self._serve(ctx)
 
     def on_change_view(self, ctx):
@@ -181,62 +277,154 @@ class ReviewPanel(foo.Panel):
         ctx.panel.state.set("queries_field", None)
         self._serve(ctx)
 
-    def confirm(self, ctx):
-        q = self._current(ctx)
-        self._answer(ctx, q["label"] if q else None)
-
-    def answer_class(self, ctx):
-        self._answer(ctx, ctx.params.get("label"))
-
-    def pick_class(self, ctx):
-        label = ctx.params.get("value")
-        if label:
-            ctx.panel.state.set("pick", None)
-            self._answer(ctx, label)
+    def answer(self, ctx):
+        """The card's answer: ``query_id`` (the query it shows) and ``label`` (the class)."""
+        alc = _alc()
+        q = self._on_screen(ctx)
+        if q is None:
+            return
+        label = ctx.params.get("label") or q["label"]
+        user = self._reviewer(ctx)
+        field = self._field(ctx)
+        try:
+            n = alc.answer(
+                ctx.dataset, q["id"], label, user=user, queries_field=field, claimed_by=user
+            )
+        except alc.NotClaimedError as e:
+            return self._serve(ctx, skip_ids=[q["id"]], message=f"Not saved: {e}", level="warning")
+        except alc.ALCError as e:
+            # e.g. the superpixels changed since ranking: give it back, say why
+            self._release(ctx, q)
+            return self._serve(ctx, skip_ids=[q["id"]], message=f"Not saved: {e}", level="error")
+        what = f"is {label}" if label == q["label"] else f"{q['label']} \u2192 {label}"
+        self._serve(
+            ctx,
+            message=f"Saved: rank {q.get('rank')} {what} ({_count(n)} px changed)",
+            level="success",
+        )
 
     def skip(self, ctx):
         alc = _alc()
-        q = self._current(ctx)
-        if not q:
-            return self._serve(ctx)
+        q = self._on_screen(ctx)
+        if q is None:
+            return
+        user = self._reviewer(ctx)
         try:
             alc.skip(
-                ctx.dataset, q["id"], user=self._reviewer(ctx), queries_field=self._field(ctx)
+                ctx.dataset, q["id"], user=user, queries_field=self._field(ctx), claimed_by=user
             )
-            msg, level = f"skipped a {q['label']} region", "info"
+            msg, level = f"Skipped rank {q.get('rank')} ({q['label']})", "info"
         except alc.ALCError as e:
             msg, level = str(e), "error"
         self._serve(ctx, skip_ids=[q["id"]], message=msg, level=level)
 
+    def mixed(self, ctx):
+        """The card's "Mixed": the region holds several classes; it is split into pieces that
+        are this reviewer's next queries."""
+        alc = _alc()
+        q = self._on_screen(ctx)
+        if q is None:
+            return
+        user = self._reviewer(ctx)
+        try:
+            pieces = alc.split_query(
+                ctx.dataset, q["id"], user, queries_field=self._field(ctx), claimed_by=user
+            )
+        except alc.ALCError as e:
+            return self._serve(ctx, query_id=q["id"], message=f"Not split: {e}", level="error")
+        self._serve(
+            ctx,
+            message=f"Split rank {q.get('rank')} into {len(pieces)} pieces: here is the first",
+        )
+
+    def list_skipped(self, ctx):
+        """The reviewer's skipped queries, for the card's "Skipped" list."""
+        alc = _alc()
+        try:
+            found = alc.skipped_queries(ctx.view, self._reviewer(ctx), self._field(ctx), 20)
+        except alc.ALCError:
+            found = []
+        ctx.panel.state.set(
+            "skipped_list",
+            [{"id": i["id"], "rank": i.get("rank"), "label": i.get("label")} for i in found],
+        )
+        self.refresh(ctx)
+
+    def revisit(self, ctx):
+        """A skipped query picked from the list: reopened for this reviewer and shown."""
+        alc = _alc()
+        qid = ctx.params.get("query_id")
+        user = self._reviewer(ctx)
+        ctx.panel.state.set("skipped_list", None)
+        try:
+            if not qid or not alc.unskip(ctx.dataset, qid, user, self._field(ctx)):
+                return self._serve(
+                    ctx,
+                    query_id=(self._current(ctx) or {}).get("id"),
+                    message="That query is no longer skipped",
+                    level="warning",
+                )
+        except alc.ALCError as e:
+            return self._serve(ctx, message=str(e), level="error")
+        q = self._current(ctx)
+        if q and q["id"] != qid:
+            self._release(ctx, q)
+        self._serve(ctx, query_id=qid, message="A skipped query, back to answer")
+
     def undo(self, ctx):
+        """Takes back the reviewer's last action of any kind (answer, skip, split) and shows
+        that query again."""
         alc = _alc()
         user = self._reviewer(ctx)
         field = self._field(ctx)
         try:
-            from alc_fiftyone.review import last_answered
+            from alc_fiftyone.review import get_query, last_action
 
-            last = last_answered(ctx.dataset, field, user)
+            last = last_action(ctx.dataset, field, user)
             if last is None:
-                raise alc.ALCError("you have no answer to undo")
+                raise alc.ALCError("you have nothing to undo")
+            status = get_query(ctx.dataset, last, field)[1].get_field("status")
             n = alc.undo(ctx.dataset, last, user=user, queries_field=field)
         except alc.ALCError as e:
-            return self._serve(ctx, message=str(e), level="warning")
+            return self._serve(
+                ctx,
+                query_id=(self._current(ctx) or {}).get("id"),
+                message=str(e),
+                level="warning",
+            )
         q = self._current(ctx)
         if q and q["id"] != last:
             self._release(ctx, q)
         # the query taken back is shown again, to be answered anew
-        self._serve(ctx, query_id=last, message=f"undone: {n} pixels restored")
+        what = {
+            "skipped": "the skip of this query",
+            "split": "the split of this query into pieces",
+        }.get(status, f"{_count(n)} px restored")
+        self._serve(ctx, query_id=last, message=f"Undone: {what}")
+
+    def toggle_whole(self, ctx):
+        ctx.panel.state.set("whole", not ctx.panel.state.get("whole"))
+        q = self._current(ctx) or {}
+        self._serve(
+            ctx,
+            query_id=q.get("id"),
+            message=ctx.panel.state.get("message"),
+            level=ctx.panel.state.get("level") or "info",
+        )
 
     def refresh(self, ctx):
         self._serve(ctx, query_id=(self._current(ctx) or {}).get("id"))
 
     def set_reviewer(self, ctx):
+        """The name, sent by the card on Enter or when the field is left (never per key)."""
         name = (ctx.params.get("value") or "").strip()
+        if not name or name == ctx.panel.state.get("reviewer"):
+            return self.refresh(ctx)
         q = self._current(ctx)
-        if name and q:
+        if q:
             self._release(ctx, q)
-        ctx.panel.state.set("reviewer", name or None)
-        self._serve(ctx)
+        ctx.panel.state.set("reviewer", name)
+        self._serve(ctx, message=f"Reviewing as {name}")
 
     def open_sample(self, ctx):
         q = self._current(ctx)
@@ -248,152 +436,246 @@ class ReviewPanel(foo.Panel):
         ctx.ops.open_sample(id=q["sample_id"])
 
     def show_queue(self, ctx):
-        ctx.ops.set_view(view=_alc().review_queue(ctx.dataset, self._field(ctx), None))
+        field = self._field(ctx)
+        # the queries are what the grid then shows: make sure they are drawn
+        ctx.ops.set_active_fields(fields=[field])
+        ctx.ops.set_view(view=_alc().review_queue(ctx.dataset, field, None))
 
     def rank_again(self, ctx):
+        # from the queue in the grid (a patches view) the ranking takes the images it was
+        # made from (alc.samples_to_rank): the form says how many, and the grid stays
         q = self._current(ctx) or {}
         field = self._field(ctx)
         if q:
             self._release(ctx, q)
-        label_field = q.get("label_field") or (ctx.dataset.info.get("alc") or {}).get(
-            "label_field"
-        )
+        rnd = last_round(ctx.dataset, field)
+        params = {
+            "label_field": rnd.get("label_field")
+            or q.get("label_field")
+            or (ctx.dataset.info.get("alc") or {}).get("label_field"),
+            "queries_field": field,
+        }
+        if rnd.get("superpixel_field"):
+            params["superpixel_field"] = rnd["superpixel_field"]
         ctx.prompt(
             f"{_alc().PLUGIN_NAME}/rank_superpixels",
-            params={"label_field": label_field, "queries_field": field},
-            on_success=self.refresh,
+            params=params,
+            on_success=self.ranked,
+            on_error=self.failed,
+        )
+
+    def ranked(self, ctx):
+        if self._result_error(ctx):
+            return
+        summary = (ctx.params.get("result") or {}).get("summary") or {}
+        n = summary.get("num_queries")
+        self._serve(
+            ctx,
+            message=f"Ranked round {summary.get('round', '?')}: "
+            f"{_count(n) if n is not None else 'new'} queries",
+            level="success",
         )
 
     def save_version(self, ctx):
+        rnd = last_round(ctx.dataset, self._field(ctx))
+        params = {"name": f"{ctx.dataset.name}-revised"}
+        # the corrections belong to the field that was ranked (not necessarily the one the
+        # dataset records as its label field)
+        for key in ("label_field", "revised_field"):
+            if rnd.get(key):
+                params[key] = rnd[key]
         ctx.prompt(
             f"{_alc().PLUGIN_NAME}/save_revised_version",
-            params={"name": f"{ctx.dataset.name}-revised"},
+            params=params,
+            on_success=self.saved,
+            on_error=self.failed,
+        )
+
+    def saved(self, ctx):
+        if self._result_error(ctx):
+            return
+        result = ctx.params.get("result") or {}
+        summary = result.get("summary") or {}
+        original = ctx.params.get("original_params") or {}
+        failed = summary.get("failed") or []
+        text = result.get("text") or (
+            f"Saved the revised version as dataset '{summary.get('dataset')}' "
+            f"({_count(summary.get('samples'))} samples; corrections in "
+            f"'{original.get('label_field') or 'the label field'}')"
+        )
+        if failed:
+            text += f"; {len(failed)} sample(s) kept their labels (unreadable masks)"
+        self._serve(
+            ctx,
+            query_id=(self._current(ctx) or {}).get("id"),
+            message=text,
+            level="warning" if failed else "success",
         )
 
     def export(self, ctx):
-        ctx.prompt(f"{_alc().PLUGIN_NAME}/export_masks")
+        rnd = last_round(ctx.dataset, self._field(ctx))
+        params = {}
+        if rnd.get("revised_field"):
+            params["field"] = rnd["revised_field"]
+        ctx.prompt(
+            f"{_alc().PLUGIN_NAME}/export_masks",
+            params=params,
+            on_success=self.exported,
+            on_error=self.failed,
+        )
+
+    def exported(self, ctx):
+        if self._result_error(ctx):
+            return
+        result = ctx.params.get("result") or {}
+        summary = result.get("summary") or {}
+        n = summary.get("written", summary.get("num_written"))
+        self._serve(
+            ctx,
+            query_id=(self._current(ctx) or {}).get("id"),
+            message=result.get("text")
+            or f"Exported {_count(n) if n is not None else 'the'} masks to "
+            f"{summary.get('out_dir', 'the folder')}",
+            level="success",
+        )
+
+    def _result_error(self, ctx) -> bool:
+        """An operator run from the panel that refused (a user error comes back as its
+        ``error`` output, one line): shown in the panel; True when there was one."""
+        error = (ctx.params.get("result") or {}).get("error")
+        if not error:
+            return False
+        self._serve(
+            ctx,
+            query_id=(self._current(ctx) or {}).get("id"),
+            message=f"Not done: {_one_line(error)}",
+            level="error",
+        )
+        return True
+
+    def failed(self, ctx):
+        error = str(ctx.params.get("error") or "the operation failed")
+        self._serve(
+            ctx,
+            query_id=(self._current(ctx) or {}).get("id"),
+            message=_one_line(error),
+            level="error",
+        )
 
     # --- layout ----------------------------------------------------------------------------
 
     def render(self, ctx):
+        # one view: the card draws everything (panels/keys.js), its buttons wrap to any width
         panel = types.Object()
-        state = ctx.panel.state
-        q = state.get("query")
-        message = state.get("message")
-        if message:
-            prefix = {"error": "**Refused:** ", "warning": "**Note:** "}.get(
-                state.get("level"), ""
+        uris = {
+            name: self.method_to_uri(name)
+            for name in (
+                "answer",
+                "skip",
+                "mixed",
+                "list_skipped",
+                "revisit",
+                "undo",
+                "set_reviewer",
+                "toggle_whole",
+                "open_sample",
+                "show_queue",
+                "rank_again",
+                "save_version",
+                "export",
             )
-            # a new name for each message: the App shows it afresh, never a stale one
-            text = f"{prefix}{message}"
-            panel.md(text, name=f"message_{zlib.crc32(text.encode()):08x}")
-        progress = state.get("progress") or {}
-        _md(ctx, panel, "progress_md", _progress_md(progress, state.get("reviewer")))
-        if q is None:
-            _md(
-                ctx,
-                panel,
-                "query_md",
-                "**No query to answer** in this view. Rank again to get new queries, or "
-                "change the view.",
-            )
-        else:
-            _md(
-                ctx,
-                panel,
-                "query_md",
-                f"**Is the outlined region `{q['label']}`?** "
-                f"(rank {q.get('rank')}, round {q.get('round')}, {q.get('num_pixels')} px)",
-            )
-            panel.img("query_image", height="380px", alt_text="correction query")
-            row = panel.h_stack("answers", align_x="left", gap=1)
-            row.btn(
-                "confirm",
-                label=f"Correct: {q['label']}",
-                variant="contained",
-                icon="check",
-                on_click=self.confirm,
-            )
-            shown = [s for s in q.get("suggestions") or [] if s != q["label"]]
-            # keyboard: Enter, 1-9, S, U (panels/keys.js; nothing shows)
-            panel.view(
-                "keys",
-                types.View(
-                    component="AlcKeys",
-                    composite_view=True,
-                    confirm=self.method_to_uri("confirm"),
-                    answer_class=self.method_to_uri("answer_class"),
-                    skip=self.method_to_uri("skip"),
-                    undo=self.method_to_uri("undo"),
-                    suggestions=shown[:NUM_SUGGESTION_BUTTONS],
-                ),
-            )
-            for i, name in enumerate(shown[:NUM_SUGGESTION_BUTTONS]):
-                row.btn(
-                    f"suggest_{i}",
-                    label=f"{i + 1}. {name}",
-                    variant="outlined",
-                    on_click=self.answer_class,
-                    params={"label": name},
-                )
-            classes = _class_names(ctx, q)
-            choices = types.AutocompleteView(
-                label="Another class", placeholder="type to search the classes"
-            )
-            for name in classes:
-                choices.add_choice(name, label=name)
-            panel.enum(
-                "pick",
-                choices.values(),
-                view=choices,
-                on_change=self.pick_class,
-                label="Another class",
-            )
-        tools = panel.h_stack("tools", align_x="left", gap=1)
-        tools.btn("skip", label="Skip", icon="skip_next", on_click=self.skip)
-        tools.btn("undo", label="Undo", icon="undo", on_click=self.undo)
-        tools.btn("open", label="Open sample", icon="open_in_new", on_click=self.open_sample)
-        tools.btn("queue", label="Queue in grid", icon="view_list", on_click=self.show_queue)
-        more = panel.h_stack("more", align_x="left", gap=1)
-        more.btn("rank", label="Rank again", icon="refresh", on_click=self.rank_again)
-        more.btn("save", label="Save revised version", icon="save", on_click=self.save_version)
-        more.btn("export", label="Export masks", icon="download", on_click=self.export)
-        panel.str(
-            "reviewer",
-            label="Reviewer",
-            description="Your name: answers record it, and claims keep reviewers apart",
-            default=state.get("reviewer"),
-            on_change=self.set_reviewer,
-        )
+        }
+        panel.view("review", types.View(component="AlcReview", composite_view=True, **uris))
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=1))
 
 
-def _md(ctx, panel, name: str, text: str) -> None:
-    """Markdown whose text can change: the App shows a property's value from the panel state
-    (a ``default`` is only read when the view first appears)."""
-    if ctx.panel.state.get(name) != text:
-        ctx.panel.state.set(name, text)
-    panel.md(text, name=name)
+def _not_yours(info: dict, user: str) -> str:
+    """Why the query ``info`` is not ``user``'s to answer now."""
+    status = info.get("status")
+    if status == "skipped":
+        return "that query was skipped (maybe in another tab)"
+    if status in ("confirmed", "corrected"):
+        return "that query was already answered"
+    if status == "claimed" and info.get("claimed_by") != user:
+        return f"{info.get('claimed_by')} holds that query now (your claim had expired)"
+    return f"that query is {status} now"
 
 
-def _class_names(ctx, q) -> list[str]:
-    from alc_fiftyone.review import answer_classes
+def _mix_text(mix) -> str | None:
+    """``[[name, fraction], ...]`` (most first) as "Sky 99%, Pavement 1%"; None for one class."""
+    if not mix or len(mix) < 2:
+        return None
+    parts = []
+    for name, frac in mix[:4]:
+        pct = 100 * float(frac)
+        parts.append(f"{name} {'<1' if 0 < pct < 1 else round(pct)}%")
+    return ", ".join(parts)
 
-    return answer_classes(ctx.dataset, q["label_field"]) or list(q.get("suggestions") or [])
+
+def _one_line(error: str) -> str:
+    """The last meaningful line of an error (a traceback's message), to show in the panel."""
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "the operation failed"
 
 
-def _progress_md(p: dict, reviewer) -> str:
+def _progress_lines(p: dict, reviewer) -> list[str]:
     if not p or "error" in p:
-        return f"Progress unavailable: {p.get('error', 'no queries yet')}" if p else ""
+        return [f"Progress unavailable: {p.get('error', 'no queries yet')}"] if p else []
     r, t = p.get("round") or {}, p.get("total") or {}
     if not t.get("queries"):
-        return "No queries yet: rank the superpixels first."
+        return ["No queries yet: rank the superpixels first."]
     mine = t.get("answered_by_user")
-    return (
-        f"**Round {p.get('latest_round')}**: {r.get('answered', 0)} answered / "
-        f"{r.get('queued', 0)} queued, {r.get('skipped', 0)} skipped, "
-        f"{r.get('pixels_changed', 0)} px changed  \n"
-        f"**Total**: {t.get('answered', 0)} answered ({t.get('corrected', 0)} corrected) / "
-        f"{t.get('queries', 0)} queries, {t.get('pixels_changed', 0)} px changed"
-        + (f"  \nReviewer **{reviewer}**: {mine} answered" if reviewer else "")
-    )
+    return [
+        (
+            f"Round {p.get('latest_round')}: {r.get('answered', 0)} answered / "
+            f"{r.get('queued', 0)} queued, {r.get('skipped', 0)} skipped, "
+            f"{_count(r.get('pixels_changed'))} px changed"
+        ),
+        f"Total: {t.get('answered', 0)} answered ({t.get('corrected', 0)} corrected) of "
+        f"{t.get('queries', 0)}" + (f"; {reviewer}: {mine}" if reviewer else ""),
+    ]
+
+
+def _grid_defaults(ctx) -> None:
+    """The grid and the sample view as a reviewer needs them, unless the dataset says
+    otherwise: the queries hidden (they cover every thumbnail; the App's default shows every
+    non-dense label field), and every label field's classes in the colours of the panel's
+    picture (FiftyOne colours by field by default: one colour for every class)."""
+    import fiftyone as fo
+
+    from alc_fiftyone.errors import ALCError
+    from alc_fiftyone.review import class_colors, class_table, hex_color
+
+    dataset = ctx.dataset
+    if dataset is None:
+        return
+    config = dataset.app_config
+    changed = False
+    if config.active_fields is None:
+        hidden = {r["queries_field"] for r in _rounds(dataset) if r.get("queries_field")}
+        hidden.add(queries_field_of(dataset))
+        active = fo.DatasetAppConfig.default_active_fields(dataset)
+        active.paths = [p for p in active.paths if p.split(".")[0] not in hidden]
+        config.active_fields = active
+        changed = True
+        ctx.ops.set_active_fields(fields=list(active.paths))
+    if config.color_scheme is None:
+        fields = []
+        for path in sorted(dataset.mask_targets or {}):
+            try:
+                names, ignore, num = class_table(dataset, path)
+            except ALCError:
+                continue
+            colors = class_colors(num)
+            targets = [
+                {"intTarget": int(v), "color": hex_color(colors[v])} for v in names if v < num
+            ]
+            if ignore is not None:
+                targets.append({"intTarget": int(ignore), "color": "#e0e0c0"})
+            fields.append({"path": path, "maskTargetsColors": targets})
+        if fields:
+            config.color_scheme = fo.ColorScheme(color_by="value", fields=fields)
+            changed = True
+            ctx.trigger("set_color_scheme", {"color_by": "value", "fields": fields})
+    if changed:
+        dataset.save()

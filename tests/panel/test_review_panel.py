@@ -19,7 +19,7 @@ from PIL import Image
 
 import alc_fiftyone as alc
 from alc_fiftyone.review.answers import attr, query_region
-from alc_fiftyone.review.queries import get_query
+from alc_fiftyone.review.queue import get_query
 from alc_fiftyone.store.fields import read_current_labels
 from alc_fiftyone.store.files import read_segmentation
 
@@ -74,6 +74,19 @@ class Session:
     def query(self):
         return self.state.get("query")
 
+    def answer(self, label=None, query_id=None):
+        """What the card sends for the query it shows: yes (``label=None``) or a class."""
+        q = self.query
+        return self.call(
+            "answer",
+            query_id=query_id or q["id"],
+            label=label if label is not None else q["label"],
+        )
+
+    @property
+    def card(self):
+        return self.data["review"]
+
 
 def _det(ds, qid):
     return get_query(ds, qid, FIELD)[1]
@@ -90,7 +103,7 @@ def test_load_claims_best_query_and_draws_it(ranked, panel):
     assert q["rank"] == 1
     d = _det(ranked, q["id"])
     assert d.status == "claimed" and d.claimed_by == "ann" and d.claimed_until is not None
-    uri = a.data["query_image"]
+    uri = a.card["query"]["image"]
     assert uri.startswith("data:image/png;base64,")
     im = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
     assert max(im.size) >= 400  # a 96x72 image is enlarged to read well
@@ -106,20 +119,20 @@ def test_confirm_correct_undo_skip(ranked, panel):
     a = Session(panel, ranked, "panel-a", reviewer="ann")
     a.call("on_load")
     first = a.query
-    a.call("confirm")
+    a.answer()
     d = _det(ranked, first["id"])
     assert d.status == "confirmed" and d.answered_by == "ann" and d.answered_at is not None
-    assert a.query["id"] != first["id"] and "saved" in a.state["message"]
+    assert a.query["id"] != first["id"] and a.state["message"].startswith("Saved:")
 
     second = a.query
     before = read_current_labels(ranked[second["sample_id"]], "pseudo", "alc_revised")
     target = _other_class(ranked, second["label"])
-    a.call("answer_class", label=target)
+    a.answer(target)
     d2 = _det(ranked, second["id"])
     assert d2.status == "corrected" and d2.answer == target and d2.pixels_changed > 0
     d2_changed = d2.pixels_changed
     progress = a.state["progress"]["round"]
-    # confirming writes the confirmed class to the whole region too (docs/method.md, step 6)
+    # confirming writes the confirmed class to the whole region too (METHOD.md, step 6)
     both = d.pixels_changed + d2.pixels_changed
     assert progress["answered"] == 2 and progress["pixels_changed"] == both
 
@@ -128,18 +141,18 @@ def test_confirm_correct_undo_skip(ranked, panel):
     d2 = _det(ranked, second["id"])
     assert d2.status == "claimed" and attr(d2, "answer") is None
     assert a.query["id"] == second["id"]
-    assert a.state["message"].startswith(f"undone: {d2_changed} pixels")
+    assert a.state["message"].startswith(f"Undone: {d2_changed:,} px")
     sample = ranked[second["sample_id"]]
     slc, region = query_region(d2, (72, 96))
     revised = read_segmentation(sample, "alc_revised")[slc][region]
     assert np.array_equal(revised, before[slc][region])
 
-    # the class picked from the searchable list
-    a.call("pick_class", value=target)
+    # the class picked from the list
+    a.answer(target)
     assert _det(ranked, second["id"]).status == "corrected"
 
     third = a.query
-    a.call("skip")
+    a.call("skip", query_id=third["id"])
     assert _det(ranked, third["id"]).status == "skipped"
     assert a.query["id"] not in (first["id"], second["id"], third["id"])
     assert a.state["progress"]["round"]["skipped"] == 1
@@ -149,7 +162,7 @@ def test_undo_without_answers_says_so(ranked, panel):
     a = Session(panel, ranked, "panel-a", reviewer="ann")
     a.call("on_load")
     a.call("undo")
-    assert a.state["level"] == "warning" and "no answer to undo" in a.state["message"]
+    assert a.state["level"] == "warning" and "nothing to undo" in a.state["message"]
 
 
 def test_two_reviewers_never_get_the_same_query(ranked, panel):
@@ -163,7 +176,7 @@ def test_two_reviewers_never_get_the_same_query(ranked, panel):
         for s in (a, b):
             if s.query:
                 answered.append(s.query["id"])
-                s.call("confirm")
+                s.answer()
                 if a.query and b.query:
                     assert a.query["id"] != b.query["id"]
     assert len(answered) == len(set(answered)) == 12
@@ -234,8 +247,8 @@ def test_answer_after_claim_lost_is_refused(ranked, panel):
         {"$set": {f"{FIELD}.detections.$.claimed_until": datetime(2000, 1, 1)}},
     )
     assert alc.claim(ranked, q["id"], "bob")
-    a.call("confirm")
-    assert a.state["level"] == "warning" and "another reviewer" in a.state["message"]
+    a.answer()
+    assert a.state["level"] == "warning" and "bob holds that query" in a.state["message"]
     d = _det(ranked, q["id"])
     assert d.status == "claimed" and d.claimed_by == "bob" and attr(d, "answer") is None
     assert a.query["id"] != q["id"]
@@ -248,7 +261,7 @@ def test_refused_answer_is_shown_and_the_next_query_served(ranked, panel):
     alc.compute_superpixels(
         ranked.select(q["sample_id"]), method="slic", n_segments=10, overwrite=True
     )
-    a.call("confirm")
+    a.answer()
     assert a.state["level"] == "error" and "changed since it was ranked" in a.state["message"]
     assert a.query["id"] != q["id"]
     assert _det(ranked, q["id"]).status == "pending"
@@ -264,7 +277,7 @@ def test_panel_works_on_the_view_open(ranked, panel):
     while a.query:
         assert a.query["sample_id"] in with_queries[-2:]
         seen.add(a.query["id"])
-        a.call("confirm")
+        a.answer()
     n = sum(len(d or []) for d in subset.values(f"{FIELD}.detections"))
     assert len(seen) == n and a.state["progress"]["round"]["queries"] == n
     # the review queue as a patches view (what "Queue in grid" shows) works too
@@ -276,9 +289,9 @@ def test_panel_works_on_the_view_open(ranked, panel):
 def test_view_change_events(ranked, panel):
     a = Session(panel, ranked, "panel-a", reviewer="ann")
     a.call("on_load")
-    a.call("confirm")
+    a.answer()
     shown, message = a.query, a.state["message"]
-    assert message.startswith("saved:")
+    assert message.startswith("Saved:")
     # the App sends the same view again (it does, e.g. after the first answer adds a field):
     # the query and the message on screen stay, no claim moves
     a.call("on_change_view")
@@ -359,12 +372,158 @@ def test_two_to_two_hundred_classes(unique_name, tmp_alc_dir, panel, num_classes
         ctx = a.call("on_load")
         q = a.query
         layout = panel.render(ctx).to_json()
-        choices = layout["type"]["properties"]["pick"]["view"]["choices"]
-        assert len(choices) == num_classes + 1  # every class and the ignore value
-        keys = layout["type"]["properties"]["keys"]["view"]
-        assert keys["component"] == "AlcKeys" and len(keys["suggestions"]) <= 9
+        card = layout["type"]["properties"]["review"]["view"]
+        assert card["component"] == "AlcReview" and card["answer"].endswith("#answer")
+        assert len(a.card["classes"]) == num_classes + 1  # every class and the ignore value
+        assert len(a.card["query"]["suggestions"]) <= 9
         target = _other_class(ds, q["label"])
-        a.call("answer_class", label=target)
+        a.answer(target)
         assert _det(ds, q["id"]).status == "corrected"
     finally:
         ds.delete()
+
+
+# --- issue 12: every answer carries the query on screen ---------------------------------------
+
+
+def test_an_answer_for_another_query_than_the_one_held_is_refused(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    shown = a.query
+    other = alc.next_query(ranked, "zed")  # any other query, e.g. from a stale tab
+    alc.release(ranked, other["id"], "zed")
+    a.answer(query_id=other["id"])
+    assert a.state["level"] == "warning" and "no longer on screen" in a.state["message"]
+    assert _det(ranked, other["id"]).status == "pending"  # nothing written anywhere
+    assert _det(ranked, shown["id"]).status == "claimed"
+    assert a.query["id"] == shown["id"]  # the query held is shown again
+    a.call("answer", label=shown["label"])  # no id at all: refused too
+    assert "no longer on screen" in a.state["message"]
+    assert _det(ranked, shown["id"]).status == "claimed"
+    a.call("skip", query_id=other["id"])
+    assert _det(ranked, other["id"]).status == "pending"
+
+
+def test_a_stale_tab_cannot_answer_a_query_skipped_elsewhere(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    b = Session(panel, ranked, "panel-b", reviewer="ann")  # the same reviewer, another tab
+    a.call("on_load")
+    b.call("on_load")
+    assert a.query["id"] == b.query["id"]  # a reviewer's held query comes first
+    stale = a.query
+    b.call("skip", query_id=stale["id"])
+    a.answer()
+    assert _det(ranked, stale["id"]).status == "skipped"
+    assert a.state["level"] == "warning" and "skipped" in a.state["message"]
+    assert "another reviewer" not in a.state["message"]
+    assert a.query["id"] == b.query["id"] != stale["id"]
+
+
+def test_a_second_answer_to_the_same_card_is_refused(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    first = a.query
+    a.answer()
+    # the same key again before the new card arrived: the state still names the old query
+    a.state["query"] = first
+    a.answer(label=_other_class(ranked, first["label"]), query_id=first["id"])
+    d = _det(ranked, first["id"])
+    assert d.status == "confirmed" and d.answer == first["label"]
+    assert "already answered" in a.state["message"]
+
+
+def test_the_name_is_set_once_and_its_claim_given_back(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    q = a.query
+    a.call("set_reviewer", value="  ")  # blank: nothing changes
+    assert a.state["reviewer"] == "ann" and _det(ranked, q["id"]).claimed_by == "ann"
+    a.call("set_reviewer", value="bob")
+    assert a.state["reviewer"] == "bob" and a.card["reviewer"] == "bob"
+    d = _det(ranked, a.query["id"])
+    assert d.claimed_by == "bob"
+    dets = ranked.values(f"{FIELD}.detections", unwind=True)
+    names = {attr(x, "claimed_by") for x in dets} - {None}
+    assert names == {"bob"}  # ann's claim was given back
+
+
+def test_the_card_and_the_whole_image(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    card = a.card["query"]
+    assert card["id"] == a.query["id"] and card["label"] == a.query["label"]
+    assert card["legend"][0] == {**card["legend"][0], "name": card["label"], "now": True}
+    assert all(e["color"].startswith("#") for e in card["legend"])
+
+    def size(c):
+        return Image.open(io.BytesIO(base64.b64decode(c["image"].split(",", 1)[1]))).size
+
+    w, h = size(card)
+    assert abs(w / h - 1.5) < 0.2 or max(w, h) == 720  # the frame's shape where it fits
+    seq = a.card["seq"]
+    a.call("toggle_whole")
+    whole = a.card["query"]
+    assert whole["whole"] and whole["id"] == card["id"] and a.card["seq"] == seq + 1
+    assert size(whole)[0] / size(whole)[1] == pytest.approx(96 / 72, rel=0.05)
+    a.call("toggle_whole")
+    assert not a.card["query"]["whole"]
+
+
+def test_save_and_rank_again_use_the_ranked_fields(ranked, panel):
+    # the dataset records 'pseudo' as its label field; rank a copy under another name
+    import fiftyone as fo
+
+    info = dict(ranked.info)
+    info["alc"] = {**info["alc"], "label_field": "ground_truth"}
+    ranked.info = info
+    ranked.save()
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    a.call("save_version")
+    prompt = next(r for r in a.requests if r["operator_uri"] == "prompt_user_for_operation")
+    assert prompt["params"]["params"]["label_field"] == "pseudo"
+    assert prompt["params"]["params"]["revised_field"] == "alc_revised"
+    assert prompt["params"]["on_success"].endswith("#saved")
+    a.call(
+        "saved",
+        result={"summary": {"dataset": "v2", "samples": 8, "failed": []}},
+        original_params={"label_field": "pseudo"},
+    )
+    assert a.state["message"].startswith("Saved the revised version as dataset 'v2'")
+    a.call("failed", error="Traceback (most recent call last):\n  ...\nALCError: no good")
+    assert a.state["message"] == "ALCError: no good" and a.state["level"] == "error"
+    # Rank again from the queue in the grid (a patches view): the images behind it
+    b = Session(panel, ranked, "panel-b", reviewer="bob", view=alc.review_queue(ranked))
+    b.call("on_load")
+    b.call("rank_again")
+    ops = [r["operator_uri"] for r in b.requests]
+    # the grid stays as the reviewer left it; the ranking takes the images behind it
+    assert "set_view" not in ops and "prompt_user_for_operation" in ops
+    prompt = next(r for r in b.requests if r["operator_uri"] == "prompt_user_for_operation")
+    assert prompt["params"]["params"]["label_field"] == "pseudo"
+    assert isinstance(fo.load_dataset(ranked.name), fo.Dataset)
+
+
+def test_grid_defaults(ranked, panel):
+    ranked.app_config.active_fields = None
+    ranked.app_config.color_scheme = None
+    ranked.save()
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    ranked.reload()
+    assert ranked.app_config.active_fields.paths == []  # the queries are not drawn
+    scheme = ranked.app_config.color_scheme
+    assert scheme.color_by == "value"
+    fields = {f["path"]: f for f in scheme.fields}
+    assert {"pseudo", "ground_truth"} <= set(fields)
+    colors = [t["color"] for t in fields["pseudo"]["maskTargetsColors"]]
+    assert len(set(colors)) == len(colors)  # a colour per class
+    uris = [r["operator_uri"] for r in a.requests]
+    assert "set_color_scheme" in uris and "set_active_fields" in uris
+    # a dataset's own choices are kept
+    ranked.app_config.color_scheme = __import__("fiftyone").ColorScheme(color_by="field")
+    ranked.save()
+    a.call("on_load")
+    ranked.reload()
+    assert ranked.app_config.color_scheme.color_by == "field"
+    assert "set_color_scheme" not in [r["operator_uri"] for r in a.requests]
