@@ -73,7 +73,7 @@ FELZENSZWALB = {"scale": 400, "sigma": 0.8, "min_size": 100}
 REGIONS = {
     "slic": ("slic", SLIC),
     "felzenszwalb": ("felzenszwalb", FELZENSZWALB),
-    "label_aware": ("label_aware", {"base": "felzenszwalb", **FELZENSZWALB}),
+    "label_aware": ("label_aware", {"base": "felzenszwalb"}),  # the library's defaults
     "label_aware_slic": ("label_aware", {"base": "slic", **SLIC}),
 }
 # the weak segmenter: the features model on finer SLIC regions, 2 folds of contiguous halves

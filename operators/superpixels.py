@@ -45,8 +45,8 @@ class ComputeSuperpixels(ALCOperator):
     NAME = "compute_superpixels"
     LABEL = "Compute superpixels"
     DESCRIPTION = (
-        "Split every image into superpixels (SLIC or Felzenszwalb), the regions that "
-        "correction queries ask about"
+        "Split every image into the regions that correction queries ask about: label-aware "
+        "(they follow the labels under review), Felzenszwalb or SLIC"
     )
     ICON = "grain"
     SDK = "compute_superpixels"

@@ -37,6 +37,9 @@ from scipy.sparse.csgraph import connected_components
 from .superpixels import MAX_SUPERPIXELS, adjacency, cap_superpixels, check_image, dense_ids
 
 __all__ = [
+    "DEFAULT_MIN_AREA",
+    "FELZENSZWALB_MIN_SIZE",
+    "FELZENSZWALB_SCALE_PER_PIXEL",
     "IGNORE_MODES",
     "label_aware_regions",
     "label_components",
@@ -46,9 +49,20 @@ __all__ = [
 IGNORE_MODES = ("own", "merge")
 """How :func:`label_aware_regions` treats pixels whose current label is the ignore value."""
 
-DEFAULT_MIN_AREA = 64
+DEFAULT_MIN_AREA = 256
 """Default ``min_area`` of :func:`label_aware_regions` (pixels), chosen by measurement on
-CamVid and Weizmann horses (RESULTS-regions.md)."""
+CamVid and Weizmann horses at equal clicks (docs/method.md, "Regions"): 256 beat 64 and 512
+and a share of the image (0.4 %) on both datasets."""
+
+FELZENSZWALB_SCALE_PER_PIXEL = 0.008
+"""Default Felzenszwalb ``scale`` of label-aware base regions, per pixel of the image
+(``scale = 0.008 * height * width``: 1,382 on a 480x360 CamVid frame, about 400 on a
+260x195 horse image), chosen by measurement against a fixed 400 and 0.004 / 0.016 per pixel
+(docs/method.md, "Regions")."""
+
+FELZENSZWALB_MIN_SIZE = 100
+"""Default Felzenszwalb ``min_size`` of label-aware base regions (pixels; the measured
+setting, with ``sigma=0.8``)."""
 
 
 def _check_labels(labels: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:

@@ -9,6 +9,12 @@ from scipy import ndimage
 import alc_fiftyone as alc
 from alc_fiftyone.core import superpixels as csp
 from alc_fiftyone.core.correction import oracle_gains
+from alc_fiftyone.core.regions import (
+    DEFAULT_MIN_AREA,
+    FELZENSZWALB_MIN_SIZE,
+    FELZENSZWALB_SCALE_PER_PIXEL,
+    label_aware_regions,
+)
 from alc_fiftyone.store.files import read_image, read_png_array, read_segmentation
 
 
@@ -47,17 +53,39 @@ def test_label_aware_regions_follow_the_labels_and_the_base(demo):
         for i in np.flatnonzero(sizes):
             values, counts = np.unique(labels[ids == i], return_counts=True)
             if len(values) > 1:  # only fragments under min_area may have joined it
-                assert counts.sum() - counts.max() < 64 * len(values)
+                assert counts.sum() - counts.max() < DEFAULT_MIN_AREA * len(values)
         # without merging, regions lie in one label component and one base region
         base = csp.felzenszwalb(read_image(s), scale=100, min_size=20)
-        from alc_fiftyone.core.regions import label_aware_regions
-
         raw = label_aware_regions(labels, base, min_area=0, ignore_index=255)
         comp = np.zeros(labels.shape, np.int64)
         for v in np.unique(labels):
             cc, _ = ndimage.label(labels == v)
             comp = np.where(labels == v, cc + comp.max(), comp)
         assert _inside_one(raw, comp) and _inside_one(raw, base)
+
+
+def test_label_aware_defaults_scale_with_the_image(unique_name, tmp_alc_dir):
+    # the measured defaults: min_area 256, a Felzenszwalb scale of 0.008 per pixel (so a
+    # small and a large image get regions of a similar share of the image), min_size 100
+    for size in ((96, 72), (192, 144)):
+        ds = alc.make_demo_dataset(name=f"{unique_name}-{size[0]}", num_samples=2, size=size)
+        try:
+            alc.compute_superpixels(ds, label_field="pseudo")
+            for s in ds.iter_samples():
+                image = read_image(s)
+                h, w = image.shape[:2]
+                scale = FELZENSZWALB_SCALE_PER_PIXEL * h * w
+                base = csp.felzenszwalb(image, scale=scale, min_size=FELZENSZWALB_MIN_SIZE)
+                expected = label_aware_regions(
+                    read_segmentation(s, "pseudo"),
+                    base,
+                    image=image,
+                    min_area=DEFAULT_MIN_AREA,
+                    ignore_index=255,
+                )
+                np.testing.assert_array_equal(read_segmentation(s, "alc_superpixels"), expected)
+        finally:
+            ds.delete()
 
 
 def test_label_aware_regions_follow_the_revised_labels(demo):
