@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         width, height = ds.first().metadata.width, ds.first().metadata.height
     elif args.pool:
         sys.path.insert(0, str(REPO / "benchmarks"))
-        from scale import generate
+        from _generated import generate
 
         name = f"alc-bench-panel-{uuid.uuid4().hex[:8]}"
         generate(name, args.samples, (width, height), args.pool)
