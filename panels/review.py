@@ -457,12 +457,7 @@ class ReviewPanel(foo.Panel):
         }
         if rnd.get("superpixel_field"):
             params["superpixel_field"] = rnd["superpixel_field"]
-        ctx.prompt(
-            f"{_alc().PLUGIN_NAME}/rank_superpixels",
-            params=params,
-            on_success=self.ranked,
-            on_error=self.failed,
-        )
+        self._prompt(ctx, "rank_superpixels", params, self.ranked)
 
     def ranked(self, ctx):
         if self._result_error(ctx):
@@ -484,12 +479,7 @@ class ReviewPanel(foo.Panel):
         for key in ("label_field", "revised_field"):
             if rnd.get(key):
                 params[key] = rnd[key]
-        ctx.prompt(
-            f"{_alc().PLUGIN_NAME}/save_revised_version",
-            params=params,
-            on_success=self.saved,
-            on_error=self.failed,
-        )
+        self._prompt(ctx, "save_revised_version", params, self.saved)
 
     def saved(self, ctx):
         if self._result_error(ctx):
@@ -517,12 +507,7 @@ class ReviewPanel(foo.Panel):
         params = {}
         if rnd.get("revised_field"):
             params["field"] = rnd["revised_field"]
-        ctx.prompt(
-            f"{_alc().PLUGIN_NAME}/export_masks",
-            params=params,
-            on_success=self.exported,
-            on_error=self.failed,
-        )
+        self._prompt(ctx, "export_masks", params, self.exported)
 
     def exported(self, ctx):
         if self._result_error(ctx):
@@ -537,6 +522,16 @@ class ReviewPanel(foo.Panel):
             or f"Exported {_count(n) if n is not None else 'the'} masks to "
             f"{summary.get('out_dir', 'the folder')}",
             level="success",
+        )
+
+    def _prompt(self, ctx, operator: str, params: dict, on_success) -> None:
+        """Open one of this plugin's operators prefilled with ``params``; its result comes
+        back to ``on_success``, its failure to :meth:`failed`."""
+        ctx.prompt(
+            f"{_alc().PLUGIN_NAME}/{operator}",
+            params=params,
+            on_success=on_success,
+            on_error=self.failed,
         )
 
     def _result_error(self, ctx) -> bool:
