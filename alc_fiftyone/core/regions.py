@@ -43,6 +43,7 @@ __all__ = [
     "IGNORE_MODES",
     "label_aware_regions",
     "label_components",
+    "nested_regions",
     "region_label_context",
 ]
 
@@ -344,6 +345,86 @@ def label_aware_regions(
 
     out = g.lut[comp]
     return cap_superpixels(out, max_n=int(max_regions))
+
+
+def nested_regions(
+    parent: Any,
+    base: Any,
+    *,
+    image: Any = None,
+    min_area: int = 0,
+    max_regions: int = MAX_SUPERPIXELS,
+) -> np.ndarray:
+    """Regions finer than ``parent`` that nest in it: each lies inside exactly one parent region.
+
+    The 4-connected components of the pair (parent id, base id) are the pieces; a piece under
+    ``min_area`` pixels merges into an adjacent piece of the *same parent* (the most similar
+    mean colour when ``image`` is given, else the longest shared border; rounds as in
+    :func:`label_aware_regions`), never across a parent border, so the nesting holds
+    whatever the sizes. A parent region smaller than ``min_area`` stays one piece. When more
+    than ``max_regions`` pieces remain, ``min_area`` is doubled until they fit.
+
+    Parameters
+    ----------
+    parent
+        (H, W) integer region ids of the level above (0 is a region like any other).
+    base
+        (H, W) integer image regions that cut the parents (e.g. a finer SLIC).
+    image
+        Optional (H, W, 3) RGB or (H, W) gray image: merge targets by colour.
+    min_area
+        Pieces under this many pixels merge into a sibling (0 or 1: no merging).
+    max_regions
+        Cap on the number of pieces (<= 65535).
+
+    Returns
+    -------
+    (H, W) ``uint16`` id map with ids ``1..N``, deterministic, every piece inside one parent
+    region.
+    """
+    parent = np.asarray(parent)
+    base = np.asarray(base)
+    if parent.ndim != 2 or parent.dtype.kind not in "iub":
+        raise ValueError(f"parent must be an (H, W) integer id map, got {parent.shape}")
+    if base.shape != parent.shape or base.dtype.kind not in "iub":
+        raise ValueError(f"base {base.shape} must be an integer map of the parent's size")
+    if not 1 <= int(max_regions) <= MAX_SUPERPIXELS:
+        raise ValueError(f"max_regions must be in 1..{MAX_SUPERPIXELS}, got {max_regions}")
+    min_area = int(min_area)
+    if min_area < 0:
+        raise ValueError(f"min_area must be >= 0, got {min_area}")
+    parent_dense, n_parent = dense_ids(parent.astype(np.int64) + 1)  # 0 is a parent too
+    base_dense, _ = dense_ids(base.astype(np.int64) + 1)
+    comp, n = _components(base_dense * (n_parent + 1) + parent_dense)
+    flat = comp.ravel()
+    comp_parent = np.full(n + 1, -1, dtype=np.int64)
+    comp_parent[flat] = parent_dense.ravel()
+    comp_base = np.zeros(n + 1, dtype=np.int64)
+    sums = None
+    if image is not None:
+        pix = _image_float(image, parent.shape)
+        sums = np.stack(
+            [np.bincount(flat, weights=pix[:, k], minlength=n + 1) for k in range(pix.shape[1])],
+            axis=1,
+        )
+    # the parent plays the part of the label: merges stay among siblings ("same_label")
+    g = _Graph(comp, n, comp_parent, comp_base, sums, -2)
+    area = min_area
+    while True:
+        while area > 1 and g.n > 1:
+            small = g.sizes < area
+            small[0] = False
+            if not small.any():
+                break
+            src, dst = _best_targets(g, small, "same_label")
+            if src.size == 0:
+                break  # every small piece is the only piece of its parent
+            g.merge(src, dst)
+        if g.n <= int(max_regions):
+            break
+        area = max(2 * area, 2)
+    out = g.lut[comp]
+    return out.astype(np.uint16)
 
 
 # --- per-region context of the current labels (model features on label-aware regions) -------

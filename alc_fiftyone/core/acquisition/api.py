@@ -130,6 +130,8 @@ def score_superpixels(
     if selected is not None:
         selected = [int(v) for v in selected]
     backend = _resolve_backend(device, (probs, superpixels, labels))
+    if isinstance(backend, str) and backend == "numba" and method == "gain":
+        backend = "numpy"  # the fused numba passes do not compute per-class sums
     if isinstance(backend, str) and backend == "numba":
         return _score_numba(
             probs,

@@ -9,7 +9,17 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("sim", "cil_pixel", "cil_mean", "entropy", "margin", "random", "classbal", "abc")
+METHODS = (
+    "sim",
+    "gain",
+    "cil_pixel",
+    "cil_mean",
+    "entropy",
+    "margin",
+    "random",
+    "classbal",
+    "abc",
+)
 
 _LOW32 = (1 << 32) - 1
 _INT64_MIN = np.iinfo(np.int64).min

@@ -41,10 +41,10 @@ def score_loop(
     implementation and as the baseline of ``benchmarks/acquisition_speed.py``. Cosines are
     computed in float32 in class order like the fast path (the representative is decided on
     float32 values, where saturated softmax vectors tie), sums in float64. Supports ``"sim"``,
-    ``"cil_pixel"`` and ``"cil_mean"``.
+    ``"gain"``, ``"cil_pixel"`` and ``"cil_mean"``.
     """
-    if method not in ("sim", "cil_pixel", "cil_mean"):
-        raise ValueError(f"score_loop supports sim, cil_pixel and cil_mean, not {method!r}")
+    if method not in ("sim", "gain", "cil_pixel", "cil_mean"):
+        raise ValueError(f"score_loop supports sim, gain, cil_pixel and cil_mean, not {method!r}")
     P = _to_numpy(probs)
     sp = _to_numpy(superpixels)
     lab = _to_numpy(labels)
@@ -84,6 +84,10 @@ def score_loop(
         a = 1.0 - vecs[cur, np.arange(len(cur))].astype(np.float64)
         if method == "sim":
             scores[i] = float(np.sum(w[in_e] * a[in_e]))
+        elif method == "gain":
+            sums = vecs[:, in_e].astype(np.float64).sum(axis=1)
+            now = vecs[cur, np.arange(len(cur))].astype(np.float64)[in_e].sum()
+            scores[i] = max(float(sums.max()) - float(now), 0.0)
         elif method == "cil_mean":
             scores[i] = float(a[in_e].mean())
         else:

@@ -107,7 +107,7 @@ def _score(
 
     # 7. CIL: a(x) = 1 - P(y'(x)|x), y' the current label or the argmax where it is ignore
     lab = y_cur = None
-    if method in ("sim", "cil_pixel", "cil_mean", "abc"):
+    if method in ("sim", "gain", "cil_pixel", "cil_mean", "abc"):
         lab = lay.to_layout(img.lab)
         y_cur = lab
         if ignore_index is not None:
@@ -119,6 +119,19 @@ def _score(
         if in_e is not None:
             contrib = contrib * in_e
         scores = lay.seg_sum(contrib)
+    elif method == "gain":
+        # expected pixels made right by writing the region's expected answer c*: the class
+        # with the largest summed probability over E(s); sum P(c*|x) - sum P(y'(x)|x)
+        keep = in_e if in_e is not None else None
+        sums = np.empty((num_classes, n_sp), dtype=np.float64)
+        for c in range(num_classes):
+            pc = PL[c] if keep is None else PL[c] * keep
+            sums[c] = lay.seg_sum(pc)
+        cstar = sums.argmax(axis=0)
+        now = ops.gather_rows(PL, y_cur)
+        if keep is not None:
+            now = now * keep
+        scores = np.maximum(sums[cstar, np.arange(n_sp)] - lay.seg_sum(now), 0.0)
     elif method == "cil_pixel":
         y_rep = y_cur[rep_pos_dev]
         scores = 1.0 - ops.host(PL[y_rep, rep_pos_dev]).astype(np.float64)
