@@ -30,6 +30,10 @@ class FitContext:
     num_classes: int
     ignore_index: int | None
     progress: ProgressCallback | None = None
+    #: the finest level of the region hierarchy of ``superpixel_field``, when it has levels:
+    #: a model that predicts per region may predict on it, so that its probabilities vary
+    #: inside the coarser regions (a ranking cannot otherwise tell a region's wrong part)
+    region_field: str | None = None
 
 
 class ProbabilityModel:

@@ -193,9 +193,7 @@ def _try_apply(
     dets = {d.id: d for d in sample[queries_field].detections}
     label_field = attr(first, "label_field")
     revised_field = attr(first, "revised_field")
-    sp_field = attr(first, "superpixel_field")
     names, ignore, num_classes = class_table(dataset, label_field)
-    sp_now = mask_path_of(sample, sp_field)
     labels = read_current_labels(sample, label_field, revised_field)
     before_path = mask_path_of(sample, revised_field)
     now = datetime.now(timezone.utc)
@@ -214,7 +212,8 @@ def _try_apply(
                 f"query {query_id} was already answered ({attr(det, 'answer')!r} by "
                 f"{attr(det, 'answered_by')}); undo it first"
             )
-        if attr(det, "superpixel_path") != sp_now:
+        # each query against the map it was made on (queries of a hierarchy's levels differ)
+        if attr(det, "superpixel_path") != mask_path_of(sample, attr(det, "superpixel_field")):
             raise QueryError(
                 f"query {query_id}: the superpixels of sample {sample_id} changed since it was "
                 "ranked; rank again"
@@ -440,9 +439,13 @@ def split_query(
     force: bool = False,
     claimed_by: str | None = None,
 ) -> list[str]:
-    """The answer "Mixed": the region holds several classes, so it is split into finer pieces
-    (SLIC restricted to the region: maskSLIC, Irving, arXiv:1606.09518), which become queries
-    of their own, claimed by ``user`` so that they are served to them next. The query itself
+    """The answer "Mixed": the region holds several classes, so it is split into finer pieces,
+    which become queries of their own, claimed by ``user`` so that they are served to them
+    next. The pieces are the regions of the next level of the query's region hierarchy
+    (``compute_superpixels(..., levels=...)``; they are then queries of that level, as a
+    ranking would make them) when it has 2 to :data:`MAX_LEVEL_PIECES` of them inside the
+    region; else (or when ``pieces`` is given) SLIC restricted to the region (maskSLIC,
+    Irving, arXiv:1606.09518). The query itself
     gets the status ``split`` (recorded with ``split_into``, the pieces' ids); :func:`undo`
     takes the split back (the pieces are removed). No label changes.
 
@@ -455,7 +458,8 @@ def split_query(
     user
         The reviewer's name (recorded with the answer; claims keep reviewers apart).
     pieces
-        How many pieces to aim for (default: one per ~600 pixels, 2 to 8).
+        How many SLIC pieces to aim for (default: the next level's regions, else one per ~600
+        pixels, 2 to 8).
     queries_field
         The ``fo.Detections`` field holding the queries.
     force
@@ -486,10 +490,13 @@ def split_query(
     label_field, revised_field = attr(det, "label_field"), attr(det, "revised_field")
     labels = read_current_labels(sample, label_field, revised_field)
     slc, region = query_region(det, labels.shape)
-    image = read_image(sample)
     area = int(region.sum())
-    k = pieces or int(np.clip(round(area / 600), 2, 8))
-    ids = _split_region(image[slc], region, k)
+    ids, level = None, None
+    if pieces is None:
+        ids, level = _next_level_pieces(dataset, sample, det, slc, region)
+    if ids is None:
+        k = pieces or int(np.clip(round(area / 600), 2, 8))
+        ids = _split_region(read_image(sample)[slc], region, k)
     names, ignore, _ = class_table(dataset, label_field)
     now = datetime.now(timezone.utc)
     until = now + timedelta(seconds=CLAIM_SECONDS)
@@ -522,8 +529,9 @@ def split_query(
             "score": attr(det, "score"),
             "rank": attr(det, "rank"),
             "round": attr(det, "round"),
-            "superpixel_id": attr(det, "superpixel_id"),
-            "superpixel_path": attr(det, "superpixel_path"),
+            "superpixel_id": attr(det, "superpixel_id") if level is None else piece_id,
+            "superpixel_path": attr(det, "superpixel_path") if level is None else level[1],
+            "level": attr(det, "level", 0) if level is None else attr(det, "level", 0) + 1,
             "rep_point": [(px0 + rx + 0.5) / W, (py0 + ry + 0.5) / H],
             "rep_yx": [int(py0 + ry), int(px0 + rx)],
             "bbox_px": [int(px0), int(py0), int(w), int(h)],
@@ -541,7 +549,7 @@ def split_query(
             "claimed_until": _db_value(until),
             "method": attr(det, "method"),
             "label_field": label_field,
-            "superpixel_field": attr(det, "superpixel_field"),
+            "superpixel_field": attr(det, "superpixel_field") if level is None else level[0],
             "revised_field": revised_field,
             "ranked_at": attr(det, "ranked_at"),
             "parent_id": query_id,
@@ -595,6 +603,31 @@ def split_query(
     if res.matched_count != 1:
         raise QueryError(f"query {query_id} was answered or taken meanwhile; nothing was split")
     return [d.id for d in new]
+
+
+#: the most pieces of the next level a split serves; a region with more is split by SLIC
+MAX_LEVEL_PIECES = 12
+
+
+def _next_level_pieces(dataset, sample, det, slc, region):
+    """(piece ids in the query's window, (field, mask path) of the next level) when the
+    query's region has 2 to :data:`MAX_LEVEL_PIECES` regions of the next level of its
+    hierarchy, else (None, None)."""
+    from ..store.info import alc_info
+
+    here = attr(det, "superpixel_field")
+    records = alc_info(dataset).get("superpixels") or {}
+    below = [f for f, r in records.items() if isinstance(r, dict) and r.get("parent") == here]
+    for name in below:
+        seg = sample[name] if sample.has_field(name) else None
+        if seg is None or seg.get_field("parent_path") != attr(det, "superpixel_path"):
+            continue
+        window = read_segmentation(sample, name)[slc]
+        ids = np.where(region, window, 0)
+        n = len(np.unique(ids[region]))
+        if 2 <= n <= MAX_LEVEL_PIECES:
+            return ids, (name, seg.mask_path)
+    return None, None
 
 
 def _split_region(image: np.ndarray, region: np.ndarray, k: int) -> np.ndarray:

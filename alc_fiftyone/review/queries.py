@@ -260,9 +260,14 @@ class QueryMaker:
             return self.names[value]
         return "ignore" if value == self.ignore else str(value)
 
-    def detection(self, p: dict, rank: int, superpixel_path: str, **extra) -> fo.Detection:
+    def detection(
+        self, p: dict, rank: int, superpixel_path: str | None = None, **extra
+    ) -> fo.Detection:
         """The pending query of payload ``p`` at place ``rank``; ``extra`` attributes are set
-        too (e.g. a sharded run's tag)."""
+        too (e.g. a sharded run's tag). A payload of a level of a region hierarchy carries its
+        own ``level``, ``superpixel_field`` and ``superpixel_path`` (the map its
+        ``superpixel_id`` refers to)."""
+        superpixel_path = p.get("superpixel_path", superpixel_path)
         x0, y0, w, h = p["bbox_px"]
         H, W = p["shape"]
         det = fo.Detection(
@@ -288,8 +293,12 @@ class QueryMaker:
             answer=None,
             answered_by=None,
             answered_at=None,
-            **(self.fields or {}),
+            **{
+                **(self.fields or {}),
+                **({"superpixel_field": p["superpixel_field"]} if "superpixel_field" in p else {}),
+            },
             superpixel_path=superpixel_path,
+            level=int(p.get("level", 0)),
             ranked_at=self.ranked_at,
         )
         for key, value in extra.items():
@@ -374,13 +383,75 @@ def excluded_superpixels(
     return out
 
 
-def merge_queries(dataset, queries_field: str, new: dict[str, list], sp_paths: dict) -> None:
+def level_exclusions(
+    dets: list,
+    maps: list[np.ndarray],
+    paths: list[str | None],
+    exclude_answered: bool = True,
+) -> tuple[list[set[int]], list[np.ndarray | None]]:
+    """What a ranking over a region hierarchy may not ask, per level, given the kept queries
+    ``dets`` of a sample whose levels are the id maps ``maps`` (top first, mask files
+    ``paths``). Returns ``(excluded ids per level, answered pixels per level)``.
+
+    A query made on a level of this hierarchy (its ``superpixel_path`` is that level's map):
+
+    - answered: its own region is not asked again (with ``exclude_answered``); the regions
+      inside it stay candidates (they are scored on the labels it wrote), and the regions
+      around it are scored on their other pixels (its pixels are returned for that);
+    - skipped, claimed or split: its region is still being asked about, so neither it nor
+      any region around or inside it is a candidate (a split's pieces stand for it).
+
+    A query made on a map that is no longer part of the hierarchy (the regions were
+    recomputed) is followed by its pixels, on every level, as
+    :func:`excluded_superpixels` does for one map.
+    """
+    n = len(maps)
+    excluded: list[set[int]] = [set() for _ in range(n)]
+    answered: list[np.ndarray | None] = [None] * n
+    others = []
+    for d in dets:
+        status = d.get_field("status")
+        path = d.get_field("superpixel_path")
+        level = paths.index(path) if path is not None and path in paths else None
+        if level is None:
+            others.append(d)
+            continue
+        sid = int(d.get_field("superpixel_id"))
+        if status in ANSWERED:
+            if exclude_answered:
+                excluded[level].add(sid)
+            x0, y0, w, h = d.get_field("bbox_px")
+            mask = np.asarray(d.mask, dtype=bool)
+            if mask.shape == (h, w):
+                if answered[level] is None:
+                    answered[level] = np.zeros(maps[level].shape, dtype=bool)
+                answered[level][y0 : y0 + h, x0 : x0 + w] |= mask
+            continue
+        excluded[level].add(sid)
+        if status == "split":
+            continue
+        x0, y0, w, h = d.get_field("bbox_px")
+        mask = np.asarray(d.mask, dtype=bool)
+        if mask.shape != (h, w):
+            continue
+        for other in range(n):
+            if other != level:
+                window = maps[other][y0 : y0 + h, x0 : x0 + w]
+                excluded[other].update(int(v) for v in np.unique(window[mask]) if v > 0)
+    if others:
+        for level in range(n):
+            excluded[level] |= excluded_superpixels(others, maps[level], None, exclude_answered)
+    return excluded, answered
+
+
+def merge_queries(dataset, queries_field: str, new: dict[str, list]) -> None:
     """Write the new (pending) queries of each sample of ``new`` (sample id -> Detections),
     merged in the database with what the sample holds at that moment: one atomic update per
     sample (an aggregation-pipeline update) that keeps every answered, skipped and live
     claimed query, drops the other pending ones, and adds the new queries except those on a
-    superpixel (of the same map) that a kept query covers. An answer, skip or claim made by
-    a reviewer while the ranking ran is therefore never lost, whenever it came."""
+    superpixel (the same id of the same map) that a kept query covers. An answer, skip or
+    claim made by a reviewer while the ranking ran is therefore never lost, whenever it
+    came."""
     arr = f"${queries_field}.detections"
     keep = {
         "$or": [
@@ -398,25 +469,22 @@ def merge_queries(dataset, queries_field: str, new: dict[str, list], sp_paths: d
     ops = {}
     for sid, dets in new.items():
         docs = [d.to_mongo() for d in dets]
-        path = sp_paths.get(sid)
         taken = {
             "$map": {
-                "input": {
-                    "$filter": {
-                        "input": "$__alc_kept",
-                        "as": "d",
-                        "cond": {"$eq": ["$$d.superpixel_path", {"$literal": path}]},
-                    }
-                },
+                "input": "$__alc_kept",
                 "as": "d",
-                "in": "$$d.superpixel_id",
+                "in": ["$$d.superpixel_path", "$$d.superpixel_id"],
             }
         }
         fresh = {
             "$filter": {
                 "input": {"$literal": docs},
                 "as": "n",
-                "cond": {"$not": [{"$in": ["$$n.superpixel_id", "$__alc_taken"]}]},
+                "cond": {
+                    "$not": [
+                        {"$in": [["$$n.superpixel_path", "$$n.superpixel_id"], "$__alc_taken"]}
+                    ]
+                },
             }
         }
         pipeline = [

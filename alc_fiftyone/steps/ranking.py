@@ -13,7 +13,6 @@ is defined in :mod:`alc_fiftyone.review.queries`.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import time
 import uuid
 from collections.abc import Callable
@@ -47,25 +46,20 @@ from ..store.fields import (
     batched,
     check_class_values,
     class_table,
+    hierarchy_levels,
     read_current_labels,
     require_nonempty,
     require_segmentation_field,
 )
 from ..store.files import check_same_size, read_image, read_segmentation
 from ..store.info import alc_info, append_alc_info, update_alc_info
+from .candidates import Candidate, acquisition_scorer, push_image, read_levels, score_image
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
 
 DEFAULT_BUDGET_FRACTION = 0.02
 WRITE_BATCH = 1000  # samples whose queries are built and written at once
-
-
-@dataclass(order=True)
-class _Candidate:
-    key: tuple  # (score, -sample order, -superpixel id): larger is asked first
-    sample_id: str = field(compare=False)
-    payload: dict = field(compare=False)
 
 
 def resolve_budget(budget, total_superpixels: int) -> tuple[int, str | None]:
@@ -124,6 +118,7 @@ class _Plan:
     shard: object | None
     failed: list
     scorer: Scorer | None = None
+    levels: list[str] = field(default_factory=list)  # the hierarchy's fields, top first
 
     def read_labels(self, sample) -> np.ndarray:
         labels = read_current_labels(sample, self.label_field, self.revised_field)
@@ -150,6 +145,7 @@ def rank_superpixels(
     progress: ProgressCallback | None = None,
     shard: str | dict | None = None,
     run_id: str | None = None,
+    levels: int | None = None,
 ) -> dict:
     """Rank the superpixels of ``samples`` and write the global top-``budget`` as queries.
 
@@ -199,6 +195,9 @@ def rank_superpixels(
         Rank one slice ``"i/n"`` of ``samples`` as part of a sharded run (see below).
     run_id : str, optional
         The id shared by the shards of that run.
+    levels : int, optional
+        How many levels of the region hierarchy of ``superpixel_field`` are candidates
+        (``compute_superpixels(..., levels=...)``; None: all it has, 1: the top map only).
 
     Returns
     -------
@@ -232,6 +231,13 @@ def rank_superpixels(
     ``abc`` and ``classbal`` need statistics of the whole collection and cannot be sharded.
 
     A patches view (the review queue in the grid) ranks the collection it was made from.
+
+    Over a region hierarchy every region of every level is a candidate, scored by the same
+    acquisition; a region and one inside or around it are never queued in the same round;
+    the regions inside an answered region stay candidates (scored on the labels it wrote),
+    and a region holding answered pieces is scored, and answered, on its other pixels. A
+    query records its ``level`` and the ``superpixel_field`` / ``superpixel_path`` of that
+    level. ``method="classbal"`` ranks the top level only.
     """
     if method == "oracle":
         raise ValueError(
@@ -257,6 +263,7 @@ def rank_superpixels(
         progress=progress,
         shard=shard,
         run_id=run_id,
+        levels=levels,
     )
 
 
@@ -359,6 +366,7 @@ def rank_with(
     progress: ProgressCallback | None = None,
     shard=None,
     run_id: str | None = None,
+    levels: int | None = None,
 ) -> dict:
     """:func:`rank_superpixels`, where ``method`` may also be a :class:`Scorer` (a benchmark's
     own acquisition, or the oracle ceiling of :func:`alc_fiftyone.simulate`)."""
@@ -379,6 +387,7 @@ def rank_with(
         shard,
         run_id,
         scorer,
+        levels,
     )
     kept = kept_queries(plan.samples, queries_field)
     fit = FitContext(
@@ -388,6 +397,7 @@ def rank_with(
         plan.num_classes,
         plan.ignore,
         progress,
+        region_field=plan.levels[-1] if len(plan.levels) > 1 else None,
     )
     plan.work = _fit_skipping_failures(plan.model, fit, skip_failures, plan.failed)
     t_fit = time.perf_counter() - t_start
@@ -418,6 +428,7 @@ def _plan(
     shard,
     run_id,
     scorer=None,
+    levels=None,
 ) -> _Plan:
     """Check everything that can be checked before any work and resolve the budget; nothing
     is computed or written yet."""
@@ -449,10 +460,17 @@ def _plan(
     names, ignore, num_classes = class_table(db.dataset_of(samples), label_field)
     if samples.has_field(queries_field) and not _is_detections(samples, queries_field):
         raise ALCError(f"field {queries_field!r} exists and is not an fo.Detections field")
+    level_fields = hierarchy_levels(db.dataset_of(samples), superpixel_field)
+    if levels is not None:
+        if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
+            raise ValueError(f"levels must be a positive number of levels, got {levels!r}")
+        level_fields = level_fields[: int(levels)]
+    if method == "classbal":
+        level_fields = level_fields[:1]  # its dataset-level statistics are of one map
     if prob_model.fields is None:
         work = samples
     else:
-        fields = [label_field, superpixel_field, *prob_model.fields]
+        fields = [label_field, *level_fields, *prob_model.fields]
         if scorer is not None:
             fields += [f for f in scorer.fields if f not in fields]
         if samples.has_field(revised_field):
@@ -485,6 +503,7 @@ def _plan(
         shard=shard,
         failed=failed,
         scorer=scorer,
+        levels=level_fields,
     )
 
 
@@ -508,48 +527,50 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
                 plan.ignore,
             )
         )
-    heap: list[_Candidate] = []
+    heap: list[Candidate] = []
     classbal_rows: list[tuple] = []  # (sample order, sample id, raw scores, kept) for ClassBal
     num_excluded = 0
     sp_paths: dict[str, str] = {}
     work = plan.work
     for order, sample in enumerate(track(work.iter_samples(), len(work), progress, "ranking")):
         try:
-            sp, labels, probs = _read_for_scoring(sample, plan)
+            levels, labels, probs = _read_for_scoring(sample, plan)
         except SampleError as e:
             if not skip:
                 raise
             plan.failed.append(failure_record(e))
             continue
-        sp_paths[sample.id] = sample[plan.superpixel_field].mask_path
-        res = acq.score_superpixels(
+        sp_paths[sample.id] = levels.paths[0]
+        score_level = acquisition_scorer(
             probs,
-            sp,
             labels,
-            method=score_method,
-            tau=tau,
-            ignore_index=plan.ignore,
-            device=device,
-            seed=sample_seed(seed, sample.filepath),
-            **extra,
+            score_method,
+            tau,
+            plan.ignore,
+            device,
+            sample_seed(seed, sample.filepath),
+            extra,
         )
-        if len(res) == 0:
-            continue
         if plan.scorer is not None:
-            res.scores = np.asarray(plan.scorer(sample, probs, sp, labels, res), np.float64)
-        keep = np.ones(len(res), dtype=bool)
-        done = excluded_superpixels(
-            kept.get(sample.id, []), sp, sp_paths[sample.id], exclude_answered
+            base_score = score_level
+
+            def score_level(lv, smap, base=base_score, sample=sample, probs=probs, labels=labels):
+                res = base(lv, smap)
+                if len(res):
+                    res.scores = np.asarray(
+                        plan.scorer(sample, probs, smap, labels, res), np.float64
+                    )
+                return res
+
+        scored = score_image(
+            levels, probs, labels, kept.get(sample.id, []), exclude_answered, score_level
         )
-        if done:
-            keep = ~np.isin(res.ids, list(done))
-            num_excluded += int((~keep).sum())
+        num_excluded += scored.num_excluded
         if method == "classbal":
-            classbal_rows.append((order, sample.id, res, keep))
+            if len(scored.results[0]):
+                classbal_rows.append((order, sample.id, scored.results[0], scored.keep[0]))
             continue
-        _push_candidates(
-            heap, plan.budget, res, keep, order, sample.id, (probs, sp, labels), maker
-        )
+        push_image(heap, plan.budget, scored, order, sample.id, probs, labels, maker)
     if method == "classbal":
         heap = _classbal_select(classbal_rows, plan, maker)
     return sorted(heap, reverse=True), sp_paths, num_excluded
@@ -606,12 +627,12 @@ def _write(plan, ranked, sp_paths, tau, run_id, progress) -> dict:
         for batch in batched(targets, WRITE_BATCH):
             new = {
                 sid: [
-                    maker.detection(cand.payload, rank, sp_paths[sid], **tags)
+                    maker.detection(cand.payload, rank, sp_paths.get(sid), **tags)
                     for rank, cand in by_sample.get(sid, [])
                 ]
                 for sid in batch
             }
-            merge_queries(dataset, queries_field, new, sp_paths)
+            merge_queries(dataset, queries_field, new)
     finally:
         changes.reset(dataset)  # the review caches of this process re-read the queries
     num_written = len(ranked)
@@ -764,49 +785,17 @@ def _fit_skipping_failures(prob_model, fit: FitContext, skip_failures: bool, fai
 
 
 def _read_for_scoring(sample, plan: _Plan):
-    """(superpixels, labels, probabilities) of one sample, validated."""
-    sp = read_segmentation(sample, plan.superpixel_field)
+    """(levels of the region hierarchy, labels, probabilities) of one sample, validated."""
+    levels = read_levels(sample, plan.levels)
     labels = plan.read_labels(sample)
-    check_same_size(sample, "the superpixel map", sp.shape, "the labels", labels.shape)
+    check_same_size(sample, "the superpixel map", levels.maps[0].shape, "the labels", labels.shape)
     image = read_image(sample) if plan.model.needs_image else None
-    return sp, labels, plan.model.predict(sample, sp, image)
+    return levels, labels, plan.model.predict(sample, levels.maps[0], image)
 
 
 def _is_detections(samples, field_name: str) -> bool:
     f = samples.get_field(field_name)
     return getattr(f, "document_type", None) is fo.Detections
-
-
-def _candidate(maker, key, sample_id, arrays, res, i, score=None) -> _Candidate:
-    probs, sp, labels, windows = arrays
-    sp_id = int(res.ids[i])
-    score = res.scores[i] if score is None else score
-    payload = maker.payload(
-        probs, sp, labels, windows[sp_id - 1], sp_id, res.rep_yx[i], score, res.sizes[i]
-    )
-    return _Candidate(key, sample_id, payload)
-
-
-def _push_candidates(heap, budget, res, keep, order, sample_id, arrays, maker):
-    """Offer an image's superpixels to the global top-``budget`` heap (best first; a query's
-    content is built only for superpixels that make it in)."""
-    idx = np.flatnonzero(keep)
-    if len(idx) == 0:
-        return
-    # best first within the image; ties by smaller superpixel id (ids ascending already)
-    idx = idx[np.argsort(-res.scores[idx], kind="stable")]
-    image = None
-    for i in idx:
-        key = (float(res.scores[i]), -order, -int(res.ids[i]))
-        if len(heap) >= budget and key <= heap[0].key:
-            break
-        if image is None:
-            image = (*arrays, ndimage.find_objects(arrays[1]))
-        cand = _candidate(maker, key, sample_id, image, res, i)
-        if len(heap) < budget:
-            heapq.heappush(heap, cand)
-        else:
-            heapq.heapreplace(heap, cand)
 
 
 def _classbal_select(rows, plan: _Plan, maker) -> list:
@@ -829,7 +818,7 @@ def _classbal_select(rows, plan: _Plan, maker) -> list:
         s = scores[start : start + len(res)]
         start += len(res)
         for i in np.flatnonzero(keep):
-            best.append(((float(s[i]), -order, -int(res.ids[i])), sid, res, i, s[i]))
+            best.append(((float(s[i]), -order, 0, -int(res.ids[i])), sid, res, i, s[i]))
     best.sort(key=lambda t: t[0], reverse=True)
     by_sample: dict[str, list] = {}
     for item in best[: plan.budget]:
@@ -839,7 +828,13 @@ def _classbal_select(rows, plan: _Plan, maker) -> list:
         sp = read_segmentation(sample, plan.superpixel_field)
         image = read_image(sample) if plan.model.needs_image else None
         probs = plan.model.predict(sample, sp, image)
-        arrays = (probs, sp, plan.read_labels(sample), ndimage.find_objects(sp))
+        labels = plan.read_labels(sample)
+        windows = ndimage.find_objects(sp)
         for key, sid, res, i, score in by_sample[sample.id]:
-            heap.append(_candidate(maker, key, sid, arrays, res, i, score))
+            sp_id = int(res.ids[i])
+            payload = maker.payload(
+                probs, sp, labels, windows[sp_id - 1], sp_id, res.rep_yx[i], score, res.sizes[i]
+            )
+            payload["superpixel_path"] = sample[plan.superpixel_field].mask_path
+            heap.append(Candidate(key, sid, payload))
     return heap

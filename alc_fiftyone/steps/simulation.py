@@ -160,6 +160,7 @@ def simulate(
     reset: bool = True,
     model_kwargs: dict | None = None,
     device: str = "cpu",
+    levels: int | None = None,
     propagate: bool = False,
     propagate_threshold: float = 0.99,
     propagate_classifier: Any = "mlp",
@@ -226,6 +227,10 @@ def simulate(
         Keyword arguments of the model.
     device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+    levels
+        Levels of the region hierarchy of ``superpixel_field`` that are candidates (None:
+        all it has; 1: the top map only). With ``method="oracle"`` the ceiling picks from
+        every level too.
     propagate
         Add A2LC's automatic correction after each round.
     propagate_threshold
@@ -280,6 +285,7 @@ def simulate(
         "seed": seed,
         "model": model if isinstance(model, str) else getattr(model, "name", "custom"),
         "superpixel_field": superpixel_field,
+        "levels": levels,
         "tau": tau,
         "exclude_answered": exclude_answered,
         "num_samples": len(samples),
@@ -323,6 +329,7 @@ def simulate(
             revised_field=revised_field,
             device=device,
             progress=progress,
+            levels=levels,
         )
         clicks, changed, corrected = _answer_round(
             dataset,

@@ -16,6 +16,7 @@ from ..store.fields import (
     REVISED_FIELD,
     SUPERPIXELS_FIELD,
     class_table,
+    level_field,
     read_current_labels,
     require_segmentation_field,
 )
@@ -45,6 +46,8 @@ def compute_superpixels(
     progress: ProgressCallback | None = None,
     label_field: str | None = None,
     revised_field: str = REVISED_FIELD,
+    levels: int | None = None,
+    level_params: list[dict] | None = None,
     **params,
 ) -> dict:
     """Compute superpixels for every sample of ``samples`` into ``field``.
@@ -73,6 +76,19 @@ def compute_superpixels(
     ``"felzenszwalb"`` (``scale``, ``sigma``, ``min_size``), from scikit-image. Ids are 1..N
     (uint16), 0 is unused; the count is stored as the ``num_superpixels`` attribute of each
     mask. Samples that already have superpixels are skipped unless ``overwrite``.
+
+    ``levels`` (default: 2 for ``"label_aware"``, 1 for the others) makes a hierarchy of
+    regions that nest: ``field`` holds the top level, and each finer level ``k`` is stored in
+    its own field ``f"{field}_level{k}"`` (an ``fo.Segmentation`` id map like the top, so each
+    level can be looked at in the App), every region of it inside exactly one region of the
+    level above (:func:`alc_fiftyone.core.regions.nested_regions`: the regions above cut by a
+    finer image segmentation, pieces under ``min_area`` merged into a sibling). A ranking of
+    ``field`` then takes candidates from every level (:func:`alc_fiftyone.rank_superpixels`),
+    so the clicks after the first few per image still fix labels. ``level_params`` (one dict
+    per finer level) overrides :data:`LEVEL_DEFAULTS` (``base``: ``"felzenszwalb"`` or
+    ``"slic"``; ``scale_per_pixel`` (Felzenszwalb scale = that x height x width) or
+    ``area`` (SLIC pixels per segment); ``min_area``). A finer level is recomputed whenever
+    the level above it changed.
 
     ``method="sam"``: full-coverage superpixels from SAM automatic masks
     (:func:`alc_fiftyone.core.sam_masks.sam_superpixels`; params ``sam`` (a loaded model) or
@@ -107,6 +123,10 @@ def compute_superpixels(
         The labels under review that ``"label_aware"`` regions follow.
     revised_field
         The corrected labels, followed instead where a sample has them.
+    levels
+        Levels of the region hierarchy (see above; None: 2 for label-aware regions, else 1).
+    level_params
+        Parameters of each finer level (see above; None: :data:`LEVEL_DEFAULTS`).
     **params
         The method's parameters (see above).
 
@@ -210,7 +230,134 @@ def compute_superpixels(
     summary["method"] = method
     if counts is not None:
         summary["mean_superpixels"] = float(sum(counts) / len(counts)) if counts else 0.0
+    n_levels = (2 if method == "label_aware" else 1) if levels is None else int(levels)
+    if n_levels > 1 or (before or {}).get("levels"):
+        summary["levels"] = finer_levels(
+            samples, field, n_levels, level_params, overwrite, skip_failures, progress
+        )
     return summary
+
+
+#: the finer levels of a hierarchy, by measurement (docs/method.md, "Regions at several
+#: sizes"): level 1 cuts the label-aware regions with Felzenszwalb at a scale 0.0012 x height
+#: x width (about 200 on a 480x360 frame), pieces under 32 pixels merged into a sibling
+LEVEL_DEFAULTS = ({"base": "felzenszwalb", "scale_per_pixel": 0.0012, "min_area": 32},)
+
+
+def finer_levels(
+    samples,
+    field: str,
+    levels: int,
+    level_params: list[dict] | None = None,
+    overwrite: bool = False,
+    skip_failures: bool = False,
+    progress: ProgressCallback | None = None,
+) -> list[dict]:
+    """Compute levels 1..``levels - 1`` of the hierarchy whose top level is ``field`` (see
+    :func:`compute_superpixels`) and record them; ``levels=1`` drops the record of finer
+    levels (their fields stay, no ranking reads them). Returns one summary per level."""
+    from ..core.regions import nested_regions
+
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1, got {levels}")
+    params_list = list(level_params or [])
+    dataset = dataset_of(samples)
+    names = [level_field(field, k) for k in range(1, levels)]
+    summaries = []
+    parent = field
+    for k, name in enumerate(names, start=1):
+        p = dict(LEVEL_DEFAULTS[min(k - 1, len(LEVEL_DEFAULTS) - 1)])
+        if k - 1 < len(params_list):
+            p.update(params_list[k - 1])
+        base = str(p.pop("base", "felzenszwalb"))
+        min_area = int(p.pop("min_area", 32))
+        if base not in ("felzenszwalb", "slic"):
+            raise ValueError(f"level {k}: base must be 'felzenszwalb' or 'slic', got {base!r}")
+        scale_pp = p.pop("scale_per_pixel", None)
+        area = p.pop("area", None)
+        csp.superpixels(np.zeros((4, 4, 3), np.uint8), method=base, **p)  # bad params now
+
+        def one(
+            sample,
+            parent=parent,
+            k=k,
+            base=base,
+            p=p,
+            min_area=min_area,
+            scale_pp=scale_pp,
+            area=area,
+        ):
+            image = read_image(sample)
+            above = read_segmentation(sample, parent)
+            check_same_size(sample, "the image", image.shape, repr(parent), above.shape)
+            q = dict(p)
+            hw = image.shape[0] * image.shape[1]
+            if base == "felzenszwalb":
+                q.setdefault("min_size", max(min_area, 20))
+                if "scale" not in q:
+                    q["scale"] = (scale_pp or 0.0012) * hw
+            elif "n_segments" not in q:
+                q["n_segments"] = max(1, round(hw / float(area or 330)))
+            ids = nested_regions(
+                above, csp.superpixels(image, method=base, **q), image=image, min_area=min_area
+            )
+            n = int(ids.max())
+            return ids, {
+                "num_superpixels": n,
+                "method": "nested",
+                "level": k,
+                "parent_field": parent,
+                "parent_path": sample[parent].mask_path,
+            }
+
+        todo = _stale_level(samples, name, parent, overwrite)
+        if len(todo):
+            summary = compute_mask_field(
+                todo,
+                name,
+                one,
+                overwrite=True,
+                skip_failures=skip_failures,
+                progress=progress,
+                desc=f"superpixels (level {k})",
+                select_fields=(parent,),
+            )
+        else:
+            summary = {"field": name, "processed": 0, "skipped_existing": len(samples)}
+            summary["failed"] = []
+        summaries.append(summary)
+        if dataset.default_mask_targets:
+            dataset.mask_targets = {**(dataset.mask_targets or {}), name: {}}
+        record = {
+            "method": "nested",
+            "level": k,
+            "parent": parent,
+            "top": field,
+            "params": {"base": base, "min_area": min_area, **_plain_params(p)},
+        }
+        if scale_pp is not None or area is not None:
+            record["params"]["scale_per_pixel" if scale_pp is not None else "area"] = (
+                scale_pp if scale_pp is not None else area
+            )
+        update_alc_info(dataset, **{f"superpixels.{name}": record})
+        parent = name
+    update_alc_info(dataset, **{f"superpixels.{field}.levels": names})
+    return summaries
+
+
+def _stale_level(samples, name: str, parent: str, overwrite: bool):
+    """The samples whose level ``name`` is missing or was made on another map of ``parent``."""
+    if overwrite or not samples.has_field(name):
+        return samples.exists(parent)
+    ids = samples.values("id")
+    above = samples.values(f"{parent}.mask_path")
+    made_on = samples.values(f"{name}.parent_path")
+    stale = [i for i, a, m in zip(ids, above, made_on) if a is not None and a != m]
+    return samples.select(stale)
+
+
+def _plain_params(params: dict) -> dict:
+    return {k: v for k, v in params.items() if _plain(v)}
 
 
 def _plain(value) -> bool:

@@ -199,3 +199,16 @@ def require_segmentation_field(samples, field_name: str, what: str, hint: str = 
             f"{what} field that holds the masks"
         )
     require_field(samples, field_name, what, hint)
+
+
+def level_field(field: str, level: int) -> str:
+    """The field holding level ``level`` (1, 2, ...) of the region hierarchy whose top level
+    is ``field`` (``alc.compute_superpixels(..., levels=...)``)."""
+    return f"{field}_level{int(level)}"
+
+
+def hierarchy_levels(dataset, field: str) -> list[str]:
+    """The fields of the region hierarchy whose top level is ``field``, top first (``[field]``
+    when it has no finer level), as ``dataset.info["alc"]`` records them."""
+    rec = (alc_info(dataset).get("superpixels") or {}).get(field) or {}
+    return [field, *[f for f in rec.get("levels") or [] if dataset.has_field(f)]]
