@@ -73,8 +73,19 @@ FELZENSZWALB = {"scale": 400, "sigma": 0.8, "min_size": 100}
 REGIONS = {
     "slic": ("slic", SLIC),
     "felzenszwalb": ("felzenszwalb", FELZENSZWALB),
-    "label_aware": ("label_aware", {"base": "felzenszwalb"}),  # the library's defaults
-    "label_aware_slic": ("label_aware", {"base": "slic", **SLIC}),
+    # label-aware regions, one level (the default of the previous release)
+    "label_aware": ("label_aware", {"base": "felzenszwalb", "levels": 1}),
+    "label_aware_slic": ("label_aware", {"base": "slic", "levels": 1, **SLIC}),
+    # the hierarchy (the library's default: label-aware regions and a finer level nested in
+    # them), ranked over both levels; "coarse" and "fine" rank one of its levels alone
+    "hierarchy": ("label_aware", {"base": "felzenszwalb"}),
+    "coarse": ("label_aware", {"base": "felzenszwalb"}),
+    "fine": ("label_aware", {"base": "felzenszwalb"}),
+}
+DESIGN_NAMES = {
+    "coarse": "coarse level of the hierarchy",
+    "fine": "fine level of the hierarchy",
+    "hierarchy": "hierarchy (both levels, the default)",
 }
 # the weak segmenter: the features model on finer SLIC regions, 2 folds of contiguous halves
 WEAK_REGIONS = {"n_segments": 400, "compactness": 20}
@@ -195,6 +206,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the model and the ranking")
     ap.add_argument("--min-area", type=int, default=None, help="label-aware min_area")
     ap.add_argument("--json", default=None, help="also write every row as JSON lines here")
+    ap.add_argument("--plot", default=None, help="a PNG of data mIoU against clicks")
     args = ap.parse_args(argv)
     if not DATA.is_dir():
         print(f"no data folder at {DATA}", file=sys.stderr)
@@ -267,9 +279,16 @@ def main(argv=None) -> int:
                         params["label_field"] = label_field
                         if args.min_area is not None:
                             params["min_area"] = args.min_area
-                    field = f"sp_{design}_{label_field}"
+                    field = f"sp_{'hierarchy' if design in DESIGN_NAMES else design}_{label_field}"
                     alc.compute_superpixels(ds, method=method, field=field, **params)
+                    sim_kw = {}
+                    if design == "coarse":
+                        sim_kw["levels"] = 1
+                    elif design == "fine":
+                        field, sim_kw["levels"] = f"{field}_level1", 1
                     per_image = regions_per_image(ds, field)
+                    if design == "hierarchy":
+                        per_image += regions_per_image(ds, f"{field}_level1")
                     names = list(methods)
                     if design == "label_aware":
                         names += [e for e in extra if e in ("propagate", "cleanlab")]
@@ -295,6 +314,7 @@ def main(argv=None) -> int:
                             budget_per_round=clicks,
                             seed=args.seed,
                             superpixel_field=field,
+                            **sim_kw,
                             **kw,
                         )
                         secs = (time.perf_counter() - t0) / args.rounds
@@ -303,7 +323,7 @@ def main(argv=None) -> int:
                         row(
                             key,
                             kind,
-                            design,
+                            DESIGN_NAMES.get(design, design),
                             per_image,
                             label,
                             res,
@@ -314,7 +334,39 @@ def main(argv=None) -> int:
         finally:
             ds.delete()
     print("\n".join(lines))
+    if args.plot and out is not None:
+        out.close()
+        plot(args.json, args.plot)
     return 0
+
+
+def plot(json_path: str, png: str) -> None:
+    """Data mIoU against clicks, one panel per dataset and labels, a line per row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(json_path) as fh:
+        rows = [json.loads(line) for line in fh]
+    panels = sorted({(r["dataset"], r["labels"]) for r in rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (key, kind) in zip(axes[0], panels):
+        for r in rows:
+            if (r["dataset"], r["labels"]) != (key, kind):
+                continue
+            x = [row["total_clicks"] for row in r["rows"]]
+            y = [100 * m for m in r["miou"]]
+            style = "--" if r["method"] == "oracle" else "-"
+            ax.plot(x, y, style, marker=".", label=f"{r['regions']}: {r['method']}")
+        ax.set_title(f"{key}, {kind}")
+        ax.set_xlabel("clicks")
+        ax.set_ylabel("data mIoU (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
