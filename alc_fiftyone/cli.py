@@ -43,6 +43,17 @@ def _budget(text: str) -> int | float:
         raise argparse.ArgumentTypeError(f"not a count or a fraction: {text!r}") from None
 
 
+def _rounds(text: str) -> int:
+    """A number of rounds: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of at least 1: {text!r}")
+    return value
+
+
 def _model(text: str) -> str:
     if text in ("features", "sam_head") or text.startswith(("field:", "backbone:")):
         return text
@@ -81,6 +92,12 @@ def _load(name: str):
 def _given(**kwargs) -> dict:
     """The options the user gave (the library's defaults apply to the others)."""
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _print_removed(dataset) -> None:
+    """Say which leftovers of interrupted earlier runs the import removed first."""
+    for name in ((dataset.info or {}).get("alc") or {}).get("removed_incomplete") or []:
+        print(f"removed {name}: an incomplete dataset left by an interrupted earlier run")
 
 
 def _print_summary(summary) -> None:
@@ -201,6 +218,7 @@ def cmd_import_voc(args, bar) -> None:
         follow_links=args.follow_links,
     )
     bar.close()
+    _print_removed(ds)
     print(f"dataset: {ds.name} ({len(ds)} samples)")
 
 
@@ -225,6 +243,7 @@ def cmd_import_folder(args, bar) -> None:
         **_given(limit=args.limit),
     )
     bar.close()
+    _print_removed(ds)
     print(f"dataset: {ds.name} ({len(ds)} samples)")
 
 
@@ -340,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="generated dataset, superpixels, ranking, simulation, App")
     p.add_argument("--name", default="alc-demo", help="dataset name (replaced if it exists)")
     p.add_argument("--samples", type=int, default=24, metavar="N", help="number of images")
-    p.add_argument("--rounds", type=int, default=3, metavar="R", help="simulated rounds")
+    p.add_argument("--rounds", type=_rounds, default=3, metavar="R", help="simulated rounds")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of data and ranking")
     p.add_argument("--port", type=int, default=5151, metavar="P", help="App port")
     p.add_argument("--no-app", action="store_true", help="do not launch the App")
@@ -364,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of pixels the simulated label noise makes wrong (default 0.2)",
     )
     p.add_argument("--noise-seed", type=int, metavar="S", help="seed of the label noise")
-    p.add_argument("--rounds", type=int, metavar="R", help="correction rounds (default 5)")
+    p.add_argument("--rounds", type=_rounds, metavar="R", help="correction rounds (default 5)")
     p.add_argument(
         "--budget",
         type=_budget,

@@ -77,6 +77,8 @@ class Simulate(ALCOperator):
 
     def resolve_output(self, ctx):
         outputs = types.Object()
+        # a user error comes back as one line (ALCOperator.execute), shown like the others'
+        outputs.str("error", label="Not done", view=types.Error(label="Not done"))
         outputs.str("table", label="Data mIoU per round", view=types.MarkdownView())
         outputs.list("rows", types.Object(), label="Rows", view=types.JSONView())
         return types.Property(outputs, view=types.View(label=self.config.label))

@@ -439,3 +439,45 @@ def test_clean_command(demo, capsys):
     assert Path(orphan).exists() and "1 file" in capsys.readouterr().out
     assert main(["clean", demo.name, "--min-age", "0"]) == 0
     assert not Path(orphan).exists()
+
+
+# --- issue 18: nothing a user asks for destroys their labels or their dataset --------------
+
+
+@pytest.mark.parametrize("rounds", ["-1", "0", "1.5"])
+def test_simulate_refuses_bad_rounds_before_loading(tmp_path, unique_name, capsys, rounds):
+    import fiftyone as fo
+
+    images, masks = write_folder(tmp_path)
+    argv = ["simulate", "--images", str(images), "--masks", str(masks)]
+    argv += ["--classes", "bg,square,bar", "--rounds", rounds, "--name", unique_name]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--rounds" in err and "at least 1" in err
+    assert not fo.dataset_exists(unique_name)
+
+
+def test_evaluate_names_a_missing_field(demo, capsys):
+    demo.persistent = True
+    argv = ["evaluate", demo.name, "--label-field", "pseudo", "--gt-field", "nope"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no ground-truth field 'nope'" in err
+
+
+def test_save_version_never_replaces_its_source(demo, capsys):
+    import fiftyone as fo
+
+    import alc_fiftyone as alc
+
+    alc.rank_superpixels(demo, "pseudo", budget=3)
+    q = alc.next_query(demo, "ana")
+    alc.answer(demo, q["id"], 1, user="ana")
+    demo.persistent = True
+    assert main(["save-version", demo.name, demo.name, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "never replaces the dataset it is made from" in err and "overwrite" not in err
+    ds = fo.load_dataset(demo.name)
+    assert ds.count("alc_revised") == 1 and "provenance" not in ds.info["alc"]

@@ -207,7 +207,8 @@ def add_and_publish(
     alc_info: dict,
     progress: ProgressCallback | None,
 ) -> None:
-    """Add the validated ``samples`` to the dataset being built, record its classes and info,
+    """Add the validated ``samples`` to the dataset being built, record its classes and info
+    (with ``removed_incomplete``: the leftovers of interrupted earlier builds removed first),
     and give it its real name (replacing the old dataset of that name) now that it is
     complete."""
     if progress is not None:
@@ -215,6 +216,9 @@ def add_and_publish(
     dataset.add_samples(samples, progress=False)
     dataset.mask_targets = targets
     target = dataset.info.pop("alc_target", None)
+    if target is not None and target.get("removed_incomplete"):
+        # leftovers of interrupted earlier imports of this name, removed before this one
+        alc_info = {**alc_info, "removed_incomplete": list(target["removed_incomplete"])}
     dataset.info["alc"] = alc_info
     dataset.save()
     if target is not None:  # complete: now it replaces the old dataset of that name

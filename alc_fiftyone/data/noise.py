@@ -13,6 +13,7 @@ from ..store.fields import class_table, mask_targets
 from ..store.files import read_segmentation
 from ..store.info import update_alc_info
 from ..store.masks import compute_mask_field
+from ..store.roles import NOISY
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
@@ -67,6 +68,11 @@ def corrupt_labels(
     dict
         The summary of the per-sample step, with the achieved ``error_rate``.
     """
+    if out_field == gt_field:
+        raise ValueError(
+            f"corrupt_labels: out_field is gt_field {gt_field!r}: the noise would replace the "
+            "ground truth it is made from; choose another out_field"
+        )
     dataset = dataset_of(samples)
     names, ignore, num_classes = class_table(dataset, gt_field)
     achieved = []
@@ -91,6 +97,8 @@ def corrupt_labels(
         samples,
         out_field,
         one,
+        kind=NOISY,
+        step="corrupt_labels",
         overwrite=overwrite,
         skip_failures=skip_failures,
         progress=progress,
@@ -101,14 +109,20 @@ def corrupt_labels(
         **(dataset.mask_targets or {}),
         out_field: mask_targets(dataset, gt_field) or names,
     }
+    record = {
+        "gt_field": gt_field,
+        "out_field": out_field,
+        "rate": rate,
+        "seed": seed,
+        "kinds": list(kinds),
+    }
+    # what each field holds (store.roles): the latest noise, and one entry per field written
     update_alc_info(
         dataset,
-        noise={
-            "gt_field": gt_field,
-            "out_field": out_field,
-            "rate": rate,
-            "seed": seed,
-            "kinds": list(kinds),
+        noise=record,
+        **{
+            f"noisy_labels.{out_field}": record,
+            f"ground_truth.{gt_field}": {"by": "corrupt_labels", "noisy_field": out_field},
         },
     )
     summary["error_rate"] = float(sum(achieved) / len(achieved)) if achieved else 0.0

@@ -51,7 +51,8 @@ def save_revised_version(
     view ``alc_answered`` of the answered regions.
 
     The version is built under a temporary name and takes ``name`` only when complete; with
-    ``overwrite=True`` an existing dataset ``name`` is deleted only then. A failure deletes
+    ``overwrite=True`` an existing dataset ``name`` is deleted only then. ``name`` is never
+    the name of ``dataset`` itself: a version does not replace the dataset it is made from. A failure deletes
     the partial clone and its files; a ``kill -9`` leaves at most an incomplete,
     non-persistent dataset under the temporary name, which the next call removes and lists
     in ``provenance["removed_incomplete"]``.
@@ -88,6 +89,17 @@ def save_revised_version(
     """
     dataset = dataset_of(dataset)
     info = alc_info(dataset)
+    ranked = [
+        r["label_field"]
+        for r in info.get("rounds") or []
+        if r.get("revised_field") == revised_field and r.get("label_field")
+    ]
+    if label_field and ranked and label_field not in ranked and dataset.has_field(revised_field):
+        raise ALCError(
+            f"the corrections in {revised_field!r} are of {ranked[-1]!r} (the field that was "
+            f"ranked), not of {label_field!r}: the version's {label_field!r} would get another "
+            f"field's labels; pass label_field={ranked[-1]!r}, or leave it out"
+        )
     label_field = label_field or ranked_label_field(dataset, queries_field, revised_field)
     if not label_field:
         raise ALCError("label_field is unknown: pass label_field=")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ALCError
 from ..progress import ProgressCallback
 
 LabelReader = Callable[[object], np.ndarray]
@@ -34,6 +35,47 @@ class FitContext:
     #: a model that predicts per region may predict on it, so that its probabilities vary
     #: inside the coarser regions (a ranking cannot otherwise tell a region's wrong part)
     region_field: str | None = None
+
+
+class LabelCensus:
+    """A label reader for :class:`FitContext` that also notes which classes the labels a
+    model fits on hold, so that a ranking can refuse a model with nothing to learn from (no
+    labelled pixel, or one class only) before it writes a query. Once two classes are seen,
+    it only passes the labels through."""
+
+    def __init__(self, read_labels: LabelReader, names: dict, num_classes: int, ignore):
+        self.read_labels, self.names = read_labels, names
+        self.num_classes, self.ignore = num_classes, ignore
+        self.reads = 0
+        self.seen: set[int] = set()
+
+    def __call__(self, sample) -> np.ndarray:
+        labels = self.read_labels(sample)
+        self.reads += 1
+        if len(self.seen) < 2:
+            counts = np.bincount(labels.ravel().astype(np.int64), minlength=self.num_classes)
+            present = np.flatnonzero(counts[: self.num_classes])
+            self.seen.update(int(v) for v in present if v != self.ignore)
+        return labels
+
+    def require_learnable(self, label_field: str, revised_field: str | None = None) -> None:
+        """ALCError when the model read labels to fit on and they held fewer than two
+        classes (a fixed model, which reads none, is not concerned)."""
+        if self.reads == 0 or len(self.seen) >= 2:
+            return
+        where = repr(label_field) + (f" (and {revised_field!r})" if revised_field else "")
+        if not self.seen:
+            ignore = self.names.get(self.ignore, self.ignore)
+            what = f"no labelled pixel: every pixel of {where} is the ignore value ({ignore})"
+        else:
+            only = self.names.get(next(iter(self.seen)), next(iter(self.seen)))
+            what = f"one class only: every labelled pixel of {where} is {only!r}"
+        raise ALCError(
+            f"the probability model has nothing to learn from: the {self.reads} sample(s) it "
+            f"fits on hold {what}; its suggestions would be guesses, so no query was written. "
+            "Label some pixels of at least two classes, or pass a fixed model "
+            "(model='field:<name>' or a callable)"
+        )
 
 
 class ProbabilityModel:

@@ -53,7 +53,11 @@ def _class_value(label, names: dict[int, str], num_classes: int, ignore, query_i
     if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
         if 0 <= int(label) < num_classes or int(label) == ignore:
             return int(label)
-        raise QueryError(f"query {query_id}: class value {label} is not in 0..{num_classes - 1}")
+        void = f" or the ignore value {ignore} ({names.get(ignore, 'void')})"
+        raise QueryError(
+            f"query {query_id}: class value {label} is not a class (0..{num_classes - 1})"
+            + (void if ignore is not None else "")
+        )
     by_name = {v: k for k, v in allowed.items()}
     if label in by_name:
         return by_name[label]

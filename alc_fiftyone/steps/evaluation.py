@@ -7,9 +7,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core.metrics import ConfusionMatrix
+from ..errors import ALCError
 from ..progress import ProgressCallback, track
 from ..store.db import dataset_of
-from ..store.fields import check_class_values, class_table, read_current_labels, require_nonempty
+from ..store.fields import (
+    check_class_values,
+    class_table,
+    read_current_labels,
+    require_nonempty,
+    require_segmentation_field,
+)
 from ..store.files import check_same_size, read_segmentation
 
 if TYPE_CHECKING:
@@ -26,6 +33,9 @@ def confusion(
     """Confusion matrix of ``label_field`` (or ``revised_field`` where a sample has it) against
     ``gt_field``. Pixels where either holds the ignore value are left out (docs/method.md)."""
     require_nonempty(samples)
+    require_segmentation_field(samples, gt_field, "ground-truth")
+    if not samples.has_field(label_field):
+        raise ALCError(f"the dataset has no label field {label_field!r}")
     _names, ignore, num_classes = class_table(dataset_of(samples), gt_field)
     cm = ConfusionMatrix(num_classes, ignore_index=ignore)
     fields = [label_field, gt_field] + ([revised_field] if revised_field else [])

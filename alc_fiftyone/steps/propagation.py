@@ -45,6 +45,7 @@ from ..store.fields import (
 )
 from ..store.files import read_image, read_png_array, read_segmentation, write_mask
 from ..store.info import alc_info, update_alc_info
+from ..store.roles import check_ranking_fields
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
@@ -160,6 +161,7 @@ def propagate_answers(
     """
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    check_ranking_fields(samples, label_field, superpixel_field, queries_field, revised_field)
     dataset = db.dataset_of(samples)
     names, ignore, num_classes = class_table(dataset, label_field)
     if not samples.has_field(queries_field):

@@ -18,6 +18,7 @@ from ..store.fields import PSEUDO_FIELD, PSEUDO_INSTANCES_FIELD, check_class_nam
 from ..store.files import write_mask
 from ..store.info import update_alc_info
 from ..store.masks import compute_mask_field
+from ..store.roles import INSTANCES, PSEUDO, record_output, require_writable
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
@@ -129,6 +130,13 @@ def generate_pseudo_labels(
         getattr(dataset.get_field(prompt_field), "document_type", object), fo.Detections
     ):
         raise ALCError(f"{prompt_field!r} is not a Detections field of the dataset")
+    # before SAM is loaded: never over the labels, a ground truth or another step's output
+    require_writable(samples, field, PSEUDO, "generate_pseudo_labels")
+    if instances_field:
+        if instances_field == field:
+            raise ValueError("instances_field and field must be different fields")
+        require_writable(samples, instances_field, INSTANCES, "generate_pseudo_labels")
+        record_output(samples, instances_field, INSTANCES, "generate_pseudo_labels")
     classes = _class_table(dataset, prompt_field, classes)
     index = {c: i for i, c in enumerate(classes)}
     if uncovered == "ignore" and ignore_index < len(classes):
@@ -177,6 +185,8 @@ def generate_pseudo_labels(
             samples,
             field,
             one,
+            kind=PSEUDO,
+            step="generate_pseudo_labels",
             overwrite=overwrite,
             skip_failures=skip_failures,
             progress=progress,

@@ -27,7 +27,7 @@ from scipy import ndimage
 from ..core import acquisition as acq
 from ..core.noise import sample_seed
 from ..errors import ALCError, SampleError
-from ..models.base import FitContext, ProbabilityModel
+from ..models.base import FitContext, LabelCensus, ProbabilityModel
 from ..models.registry import get_model
 from ..progress import ProgressCallback, track
 from ..review.queries import (
@@ -53,6 +53,7 @@ from ..store.fields import (
 )
 from ..store.files import check_same_size, read_image, read_segmentation
 from ..store.info import alc_info, append_alc_info, update_alc_info
+from ..store.roles import check_ranking_fields
 from .candidates import Candidate, acquisition_scorer, push_image, read_levels, score_image
 
 if TYPE_CHECKING:
@@ -390,9 +391,10 @@ def rank_with(
         levels,
     )
     kept = kept_queries(plan.samples, queries_field)
+    census = LabelCensus(plan.read_labels, plan.names, plan.num_classes, plan.ignore)
     fit = FitContext(
         plan.work,
-        plan.read_labels,
+        census,
         superpixel_field,
         plan.num_classes,
         plan.ignore,
@@ -400,6 +402,7 @@ def rank_with(
         region_field=plan.levels[-1] if len(plan.levels) > 1 else None,
     )
     plan.work = _fit_skipping_failures(plan.model, fit, skip_failures, plan.failed)
+    census.require_learnable(plan.label_field, plan.revised_field)  # before any query
     t_fit = time.perf_counter() - t_start
     t0 = time.perf_counter()
     ranked, sp_paths, num_excluded = _score(
@@ -454,6 +457,7 @@ def _plan(
                 "collection; rank it in one process"
             )
         samples = shard_view(samples, shard)
+    check_ranking_fields(samples, label_field, superpixel_field, queries_field, revised_field)
     require_segmentation_field(samples, label_field, "label")
     failed: list[dict] = []
     samples = _with_superpixels(samples, superpixel_field, skip_failures, failed)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from fiftyone import ViewField as F
 
 from ..core.correction import oracle_answer
@@ -30,6 +31,7 @@ from ..store.fields import (
 )
 from ..store.files import read_segmentation
 from ..store.info import alc_info, update_alc_info
+from ..store.roles import LABELS, check_ranking_fields, require_readable
 from .evaluation import evaluate
 from .propagation import propagate_answers
 from .ranking import OracleScorer, Scorer, rank_with
@@ -247,7 +249,19 @@ def simulate(
     """
     if oracle not in ("majority", "rep"):
         raise ValueError("oracle must be 'majority' or 'rep'")
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
+        raise ValueError(f"rounds must be a whole number of at least 1, got {rounds!r}")
+    if label_field == gt_field:
+        raise ValueError(
+            f"label_field and gt_field are both {gt_field!r}: the simulation corrects the "
+            "labels under review against a different field, the ground truth"
+        )
     require_field(samples, gt_field, "ground-truth")
+    require_readable(samples, gt_field, LABELS, "gt_field")
+    # before the reset below clears the simulation's own fields: never someone's labels
+    check_ranking_fields(
+        samples, label_field, superpixel_field, queries_field, revised_field, reset=reset
+    )
     dataset = dataset_of(samples)
     _, ignore, _ = class_table(dataset, gt_field)
     followed = (
@@ -265,6 +279,18 @@ def simulate(
         method = OracleScorer(gt_field, oracle, ignore)
     elif not isinstance(method, (str, Scorer)):
         raise ValueError(f"method must be a method name or a Scorer, got {method!r}")
+    # what gt_field holds, for the rule of store.roles (no step ever writes into it)
+    update_alc_info(
+        dataset,
+        **{
+            f"ground_truth.{gt_field}": {
+                "by": "simulate",
+                "label_field": label_field,
+                "queries_field": queries_field,
+                "revised_field": revised_field,
+            }
+        },
+    )
     if reset:
         for f in (queries_field, revised_field):
             if samples.has_field(f):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from ..store.fields import (
 from ..store.files import check_same_size, read_image, read_segmentation
 from ..store.info import alc_info, update_alc_info
 from ..store.masks import compute_mask_field
+from ..store.roles import LABELS, SUPERPIXELS, require_readable, require_writable
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
@@ -136,6 +138,11 @@ def compute_superpixels(
         ``processed``, ``skipped_existing``, ``failed``, ``method``, ``mean_superpixels`` and, when
         nothing was computed, ``note``.
     """
+    if label_field is not None and not str(label_field).strip():
+        raise ValueError(
+            "label_field is empty: name the labels under review the regions follow, or leave "
+            "it out (None) for regions of the image alone"
+        )
     if method is None:
         method = "label_aware" if label_field else IMAGE_ONLY_DEFAULT
     if method not in METHODS:
@@ -145,6 +152,11 @@ def compute_superpixels(
             "method 'label_aware' follows the labels under review: pass label_field= (the "
             "field being corrected, never the ground truth of a simulation)"
         )
+    _check_params(method, params)
+    # before any work (a SAM model is loaded first): never over labels or another output
+    require_writable(samples, field, SUPERPIXELS, "compute_superpixels")
+    if method == "label_aware":
+        require_readable(samples, label_field, LABELS, "label_field")
     counts = []
 
     if method == "label_aware" and str(params.get("base", "felzenszwalb")) == "sam":
@@ -195,6 +207,8 @@ def compute_superpixels(
             samples,
             field,
             one,
+            kind=SUPERPIXELS,
+            step="compute_superpixels",
             overwrite=overwrite,
             skip_failures=skip_failures,
             progress=progress,
@@ -321,6 +335,8 @@ def finer_levels(
                 progress=progress,
                 desc=f"superpixels (level {k})",
                 select_fields=(parent,),
+                kind=SUPERPIXELS,
+                step="compute_superpixels",
             )
         else:
             summary = {"field": name, "processed": 0, "skipped_existing": len(samples)}
@@ -358,6 +374,43 @@ def _stale_level(samples, name: str, parent: str, overwrite: bool):
 
 def _plain_params(params: dict) -> dict:
     return {k: v for k, v in params.items() if _plain(v)}
+
+
+def _method_params(method: str, base: str | None = None) -> set[str]:
+    """The parameter names ``method`` takes (label-aware: its own and its base's)."""
+    from ..core.sam_masks import _FILL_PARAMS, _SAM_MASK_PARAMS
+
+    def names(fn, skip=()):
+        return {n for n in inspect.signature(fn).parameters if n not in skip}
+
+    if method == "slic":
+        return names(csp.slic, ("image", "mask", "start_label"))
+    if method == "felzenszwalb":
+        return names(csp.felzenszwalb, ("image",))
+    if method == "sam":
+        own = names(sam_superpixels_field, ("samples", "field", "finish", "params"))
+        own -= {"overwrite", "skip_failures", "progress"}
+        return own | set(_SAM_MASK_PARAMS) | set(_FILL_PARAMS)
+    if method == "pseudo_instances":
+        return {"instances_field", "fill", "min_area", "fill_segment_area", "compactness"}
+    base = base or "felzenszwalb"
+    own = {"base", "min_area", "ignore"}
+    return own if base.startswith("field:") else own | _method_params(base)
+
+
+def _check_params(method: str, params: dict) -> None:
+    """ValueError naming the parameters ``method`` does not take (before any work)."""
+    base = str(params.get("base", "felzenszwalb")) if method == "label_aware" else None
+    if base is not None and base not in LABEL_AWARE_BASES and not base.startswith("field:"):
+        return  # the label-aware step names the unknown base itself
+    allowed = _method_params(method, base)
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        on = f" on base {base!r}" if base else ""
+        raise ValueError(
+            f"compute_superpixels: unknown parameter(s) {unknown} for method {method!r}{on}; "
+            f"it takes {', '.join(sorted(allowed))}"
+        )
 
 
 def _plain(value) -> bool:
@@ -530,6 +583,8 @@ def sam_superpixels_field(
             samples,
             field,
             one,
+            kind=SUPERPIXELS,
+            step="compute_superpixels",
             overwrite=overwrite,
             skip_failures=skip_failures,
             progress=progress,

@@ -6,16 +6,23 @@ dataset of that name, with ``overwrite=True``, is deleted) only when everything 
 So a failure or a ``kill -9`` at any moment leaves the old dataset as it was and never a
 finished-looking new one: at worst an incomplete dataset under the temporary name, which
 FiftyOne drops with the other non-persistent datasets, and which the next run of the same
-step removes and reports (:func:`remove_leftovers`).
+step removes and reports (:func:`remove_leftovers`). The folder of its files holds a marker
+file (:data:`MARKER`) until it is published, so that a leftover is found by what is on disk
+too, even after FiftyOne has dropped the non-persistent dataset itself.
+
+A save never replaces the dataset it reads from (:func:`clone_for`).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 
 #: marks the temporary name of a dataset being built: ``<name>.alc-incomplete-<hex>``
 TMP_MARK = ".alc-incomplete-"
+#: a file in the folder of a dataset being built, removed when it is published
+MARKER = ".alc-incomplete"
 
 
 def temporary_name(name: str) -> str:
@@ -31,32 +38,56 @@ def new_dataset(name: str, persistent: bool, overwrite: bool):
     from .files import make_dataset_dir
 
     check_name(name, overwrite)
-    remove_leftovers(name)
+    removed = remove_leftovers(name)
     dataset = fo.Dataset(temporary_name(name))
     dataset.persistent = False
     try:
-        make_dataset_dir(dataset, name)
+        _mark_incomplete(make_dataset_dir(dataset, name), dataset, name)
     except BaseException:
-        dataset.delete()
+        discard(dataset)
         raise
-    dataset.info["alc_target"] = {"name": name, "persistent": bool(persistent)}
+    dataset.info["alc_target"] = {
+        "name": name,
+        "persistent": bool(persistent),
+        "removed_incomplete": removed,
+    }
     return dataset
 
 
 def clone_for(dataset, name: str, overwrite: bool):
     """A non-persistent clone of ``dataset`` under a temporary name, to become ``name`` with
     :func:`publish`; returns ``(clone, leftovers removed)``."""
+    from .db import dataset_of
     from .files import make_dataset_dir
 
+    if name == dataset_of(dataset).name:
+        raise ValueError(
+            f"{name!r} is the dataset being saved: a version never replaces the dataset it is "
+            "made from (its answers, revised labels and undo records would be lost); choose "
+            "another name"
+        )
     check_name(name, overwrite)
     removed = remove_leftovers(name)
     clone = dataset.clone(temporary_name(name), persistent=False)
     try:
-        make_dataset_dir(clone, name)
+        _mark_incomplete(make_dataset_dir(clone, name), clone, name)
     except BaseException:
-        clone.delete()
+        discard(clone)
         raise
     return clone, removed
+
+
+def _mark_incomplete(folder, dataset, name: str) -> None:
+    """Write the marker that says ``folder`` belongs to an unpublished build of ``name``."""
+    from ..errors import OutputError
+    from .db import dataset_id
+    from .files import os_error_text
+
+    marker = {"name": name, "dataset": dataset.name, "id": dataset_id(dataset)}
+    try:
+        (folder / MARKER).write_text(json.dumps(marker))
+    except OSError as e:
+        raise OutputError(f"cannot write in the folder {folder}: {os_error_text(e)}") from e
 
 
 def check_name(name: str, overwrite: bool) -> None:
@@ -76,10 +107,16 @@ def check_name(name: str, overwrite: bool) -> None:
 
 def remove_leftovers(name: str) -> list[str]:
     """Delete the incomplete datasets (and their files) that earlier, interrupted builds of
-    ``name`` left behind; returns their names."""
+    ``name`` left behind; returns their names.
+
+    Leftovers are found in the database (datasets named ``<name>.alc-incomplete-<hex>``) and
+    on disk: a folder under ``ALC_FIFTYONE_DIR`` whose marker (:data:`MARKER`) names a build
+    of ``name`` whose dataset no longer exists (FiftyOne drops non-persistent datasets by
+    itself, e.g. when a new process connects after a ``kill -9``)."""
     import fiftyone as fo
 
-    from .files import dataset_dir
+    from .db import existing_dataset_ids
+    from .files import alc_dir, dataset_dir
 
     removed = []
     for other in fo.list_datasets():
@@ -92,6 +129,20 @@ def remove_leftovers(name: str) -> list[str]:
             except ValueError:  # deleted meanwhile
                 continue
             removed.append(other)
+    root = alc_dir()
+    markers = sorted(root.glob(f"*/{MARKER}")) if root.is_dir() else []
+    if markers:
+        alive = existing_dataset_ids()
+        for path in markers:
+            try:
+                marker = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if marker.get("name") != name or marker.get("id") in alive:
+                continue
+            shutil.rmtree(path.parent, ignore_errors=True)
+            if marker.get("dataset") not in removed:
+                removed.append(marker.get("dataset") or path.parent.name)
     return removed
 
 
@@ -102,11 +153,14 @@ def publish(dataset, name: str, persistent: bool) -> None:
     then the new one is renamed."""
     import fiftyone as fo
 
+    from .files import dataset_dir
+
     dataset.persistent = True
     if fo.dataset_exists(name):
         fo.delete_dataset(name)  # its files stay: clones and versions may point at them
     dataset.name = name
     dataset.persistent = bool(persistent)
+    (dataset_dir(dataset) / MARKER).unlink(missing_ok=True)  # complete: no leftover
 
 
 def discard(dataset) -> None:

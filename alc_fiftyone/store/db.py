@@ -10,7 +10,7 @@ FiftyOne upgrade means auditing this file only. What they rely on (FiftyOne 1.x)
   ``._is_patches`` and ``._root_dataset``;
 - ``Dataset._sample_collection`` (the pymongo collection of its samples),
   ``._sample_collection_name`` and ``._doc.id``;
-- ``fiftyone.core.odm.get_db_conn()`` (the database) and ``fo.Sample._reload_docs`` (refresh
+- ``fiftyone.core.odm.get_db_conn()`` (the database: also the ids of all datasets) and ``fo.Sample._reload_docs`` (refresh
   the in-memory samples after a direct write).
 """
 
@@ -132,3 +132,10 @@ def update_dataset_document(dataset, update: dict, condition: dict | None = None
     res = foo.get_db_conn().datasets.update_one(query, update)
     ds.reload()
     return res.modified_count == 1
+
+
+def existing_dataset_ids() -> set[str]:
+    """The ids of every dataset document in the database (persistent or not)."""
+    import fiftyone.core.odm as foo
+
+    return {str(doc["_id"]) for doc in foo.get_db_conn().datasets.find({}, {"_id": 1})}

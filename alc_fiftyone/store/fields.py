@@ -73,25 +73,31 @@ def class_names(dataset, field: str | None = None) -> dict[int, str]:
 
 def check_class_names(names, ignore_name: str | None = None, where: str = "classes") -> list:
     """``names`` (class names by index) as a list of str, or a ValueError that says what is
-    wrong: a name that is None, empty or blank, a name listed twice, or a class named like
-    the ignore value (answers are given by name, so each name must mean one value)."""
+    wrong: a name that is None, empty or blank, a name listed twice (also when the two differ
+    only by leading or trailing spaces), or a class named like the ignore value (answers are given by name, so each name must mean one value)."""
     out = []
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, str]] = {}
     for i, name in enumerate(names):
         if name is None or not str(name).strip():
             raise ValueError(f"{where}: class {i} has an empty name ({name!r}); name every class")
         name = str(name)
-        if name in seen:
-            raise ValueError(
-                f"{where}: {name!r} is listed twice (classes {seen[name]} and {i}); each class "
-                "needs its own name, since answers are given by name"
+        key = name.strip()  # " Sky " and "Sky" look the same in every list of the App
+        if key in seen:
+            j, first = seen[key]
+            twice = (
+                f"{name!r} is listed twice (classes {j} and {i})"
+                if first == name
+                else f"{first!r} and {name!r} (classes {j} and {i}) differ only by spaces"
             )
-        if ignore_name is not None and name.strip().lower() == ignore_name.lower():
+            raise ValueError(
+                f"{where}: {twice}; each class needs its own name, since answers are given by name"
+            )
+        if ignore_name is not None and key.lower() == ignore_name.lower():
             raise ValueError(
                 f"{where}: class {i} is named {name!r}, like the ignore value "
                 f"({ignore_name!r}); rename it"
             )
-        seen[name] = i
+        seen[key] = (i, name)
         out.append(name)
     return out
 
@@ -113,13 +119,14 @@ def class_table(dataset, field: str) -> tuple[dict[int, str], int | None, int]:
         raise ALCError(f"mask_targets of {field!r} hold no class besides the ignore value")
     seen: dict[str, int] = {}
     for value, name in sorted(names.items()):
-        if name in seen:
+        key = name.strip()  # names that differ only by spaces look the same in the App
+        if key in seen:
             raise ALCError(
-                f"mask_targets of {field!r} name {name!r} twice (values {seen[name]} and "
-                f"{value}): an answer given by that name would be ambiguous; rename one in "
-                f"dataset.mask_targets[{field!r}]"
+                f"mask_targets of {field!r} name {name!r} twice (values {seen[key]} and "
+                f"{value}, at most spaces apart): an answer given by that name would be "
+                f"ambiguous; rename one in dataset.mask_targets[{field!r}]"
             )
-        seen[name] = value
+        seen[key] = value
     return names, ignore, max(values) + 1
 
 

@@ -17,6 +17,7 @@ from ..progress import ProgressCallback
 from .db import dataset_of
 from .fields import batched, require_nonempty, set_values_by_id
 from .files import write_mask
+from .roles import record_output, require_writable
 
 BATCH = 200
 
@@ -26,6 +27,8 @@ def compute_mask_field(
     field: str,
     fn: Callable[[object], tuple[np.ndarray, dict]],
     *,
+    kind: str,
+    step: str,
     overwrite: bool = False,
     skip_failures: bool = False,
     progress: ProgressCallback | None = None,
@@ -39,8 +42,16 @@ def compute_mask_field(
     sample is raised after the samples done before it are saved (``skip_failures=False``), or
     recorded in the returned summary and skipped (``skip_failures=True``). An OutputError
     (disk full, read-only folder) is always raised, after the samples done before it are saved.
+
+    ``kind`` is what the masks are, ``step`` the public function writing them (:data:`~alc_fiftyone.store.roles.SUPERPIXELS`,
+    :data:`~alc_fiftyone.store.roles.NOISY`, ...): before anything is computed, the field must
+    be writable as such (:func:`~alc_fiftyone.store.roles.require_writable`), so no step
+    writes over the labels under review, a ground truth or another step's output; the kind is
+    recorded (:func:`~alc_fiftyone.store.roles.record_output`) before the first mask.
     """
+    require_writable(samples, field, kind, step)
     require_nonempty(samples)
+    record_output(samples, field, kind, step)  # before the first mask: a rerun knows it
     dataset = dataset_of(samples)
     if overwrite or not samples.has_field(field):
         todo = samples

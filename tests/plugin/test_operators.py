@@ -273,7 +273,9 @@ def test_a_user_error_in_the_app_is_one_line(plugin, demo, tmp_path):
     assert "run alc.compute_superpixels first" in result.result["error"]
     assert "Traceback" not in result.result["error"] and not demo.has_field("alc_queries")
     result = execute("save_revised_version", demo, name=demo.name)
-    assert "already exists" in result.result["error"]
+    # its own name: never replaced, and the error does not invite overwrite (issue 18)
+    assert "never replaces the dataset it is made from" in result.result["error"]
+    assert "overwrite" not in result.result["error"].lower()
 
 
 def test_save_and_export_report_in_words(plugin, demo, tmp_path, unique_name):
