@@ -185,7 +185,8 @@ def gain_scores(pm, sp, labels, C):
 
 
 def run(
-    data, C, levels, labels0, method, K, rounds, model, model_maps, model_parents, seed=0, log=None
+    data, C, levels, labels0, method, K, rounds, model, model_maps, model_parents, seed=0, log=None,
+    level_models=None,
 ):
     """The loop over a hierarchy ``levels`` (list of per-image maps, coarsest first); the
     model predicts on ``model_maps`` (with ``model_parents``' features appended, or None)."""
@@ -213,7 +214,11 @@ def run(
     for r in range(1, rounds + 1):
         probs = None
         t0 = time.perf_counter()
-        if method not in ("oracle", "random"):
+        level_probs = None
+        if method not in ("oracle", "random") and level_models is not None:
+            # one model per level, each predicting on its own level's regions
+            level_probs = [m.fit_predict(levels[lv], labels) for lv, m in enumerate(level_models)]
+        elif method not in ("oracle", "random"):
             done = [np.logical_or.reduce(answered_px[i]) for i in range(n)]
             probs = model.fit_predict(model_maps, labels, model_parents, done)
         t_fit = time.perf_counter() - t0
@@ -232,6 +237,9 @@ def run(
             rows = []
             for lv in range(L):
                 sp = maps[lv]
+                if level_probs is not None:
+                    pid, p = level_probs[lv][i]
+                    pm = cp.broadcast(p, pid, levels[lv][i], C)
                 if method == "oracle":
                     ids = np.flatnonzero(np.bincount(sp.ravel().astype(np.int64)))
                     ids = ids[ids > 0]
@@ -301,6 +309,7 @@ def main(argv=None):
     ap.add_argument("--trust", type=float, default=0.0)
     ap.add_argument("--parent-features", type=int, default=1)
     ap.add_argument("--leaf", type=int, default=3)
+    ap.add_argument("--per-level", default="", help="estimators per level, e.g. hgb,et")
     ap.add_argument("--out", default=str(REPO / "artifacts" / "hierarchy.jsonl"))
     args = ap.parse_args(argv)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -392,6 +401,7 @@ def main(argv=None):
                                 "trust": args.trust,
                                 "parent_features": args.parent_features,
                                 "leaf": args.leaf,
+                                "per_level": args.per_level,
                                 "estimator": args.estimator,
                                 "method": method,
                                 "K": K,

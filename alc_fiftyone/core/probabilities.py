@@ -291,7 +291,7 @@ def _make_estimator(estimator: Any, seed: int) -> Any:
 
         return ExtraTreesClassifier(
             n_estimators=50,
-            min_samples_leaf=10,
+            min_samples_leaf=3,
             max_features="sqrt",
             n_jobs=1,
             random_state=seed,
@@ -360,7 +360,7 @@ class OutOfFoldClassifier:
     regularisation 1.0, no early stopping, seeded; without the L2 term rare classes got
     extreme leaf values and out-of-fold accuracy on CamVid fell from 0.97 to 0.61), ``"et"``
     (ExtraTreesClassifier, Geurts, Ernst and Wehenkel, Machine Learning 2006: 50 trees,
-    ``max_features="sqrt"``, at least 10 rows a leaf, seeded; on the ~10x more, smaller
+    ``max_features="sqrt"``, at least 3 rows a leaf, seeded; on the ~10x more, smaller
     regions of a hierarchy's finest level it fitted noisy labels less than boosting and 5x
     faster: docs/method.md, "Regions at several sizes"),
     ``"logreg"`` (StandardScaler + LogisticRegression), ``"rf"`` (RandomForestClassifier, 100

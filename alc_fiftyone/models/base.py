@@ -31,10 +31,6 @@ class FitContext:
     num_classes: int
     ignore_index: int | None
     progress: ProgressCallback | None = None
-    #: the finest level of the region hierarchy of ``superpixel_field``, when it has levels:
-    #: a model that predicts per region may predict on it, so that its probabilities vary
-    #: inside the coarser regions (a ranking cannot otherwise tell a region's wrong part)
-    region_field: str | None = None
 
 
 class LabelCensus:
@@ -93,6 +89,12 @@ class ProbabilityModel:
     def predict(self, sample, superpixels: np.ndarray, image: np.ndarray | None) -> np.ndarray:
         """(C, H, W) float32 probabilities for ``sample``."""
         raise NotImplementedError  # pragma: no cover - interface
+
+    def predict_levels(self, sample, maps: list[np.ndarray], image=None) -> list[np.ndarray]:
+        """Probabilities for each level map of a region hierarchy (top first); a model of one
+        granularity serves every level with the same map."""
+        probs = self.predict(sample, maps[0], image)
+        return [probs] * len(maps)
 
     def describe(self) -> dict:
         return {"name": self.name}

@@ -22,16 +22,6 @@ PREDICT_CHUNK_ROWS = 65_536
 class FeatureModel(ProbabilityModel):
     """CPU baseline: superpixel features + a classifier, out of fold by image.
 
-    ``granularity``: ``"auto"`` (default) predicts on the finest level of the ranked
-    superpixels' region hierarchy when they have one (``FitContext.region_field``), so that
-    the probabilities vary inside a coarser region and a ranking can tell its wrong part
-    from its right part; else on the superpixels themselves (``"superpixel"``). ``"fine"``
-    cuts the superpixels by a finer SLIC made on the fly (``fine_factor`` times as many
-    segments), each piece's features followed by its superpixel's. ``estimator``: ``"auto"``
-    is ``"et"`` (extra trees) on a hierarchy's finest level and ``"hgb"`` (gradient
-    boosting) on one level, as measured (docs/method.md); or any of
-    :data:`alc_fiftyone.core.probabilities.ESTIMATORS`.
-
     ``max_train_rows`` (default :data:`MAX_TRAIN_ROWS`, ``None``: no cap) bounds the training
     set on large collections: above it, a seeded uniform sample of that many labelled rows is
     trained on (and calibrated on); every image is still predicted by the fold model that did
@@ -43,10 +33,10 @@ class FeatureModel(ProbabilityModel):
     def __init__(
         self,
         n_folds: int = 5,
-        estimator: str = "auto",
+        estimator: str = "hgb",
         seed: int = 0,
         fold_by: str = "blocks",
-        granularity: str = "auto",
+        granularity: str = "superpixel",
         fine_factor: float = 2.0,
         fine_compactness: float = 10.0,
         calibrate: str | None = None,
@@ -85,19 +75,13 @@ class FeatureModel(ProbabilityModel):
     def fine(self) -> bool:
         return self.granularity == "fine"
 
-    def _compute_features(self, image: np.ndarray, sp: np.ndarray, level=None):
-        """(regions or None, ids, features) of one image: on the query superpixels, or on
-        the finest ``level`` of their hierarchy (granularity ``"auto"``), or with
+    def _compute_features(self, image: np.ndarray, sp: np.ndarray):
+        """(regions or None, ids, features) of one image: on the query superpixels, or with
         ``granularity="fine"`` on their intersection with a finer SLIC (see
-        :func:`fine_regions`); a finer region's features are followed by its parent's."""
-        if level is not None:
-            # the finest level's own features: its parent's features, shared by all the
-            # siblings, made the out-of-fold model worse on both datasets (docs/method.md)
-            return (level.astype(np.int32), *cp.superpixel_features(image, level))
+        :func:`fine_regions`), each fine region's features followed by its parent's."""
         if not self.fine:
             return (None, *cp.superpixel_features(image, sp))
-        else:
-            regions, parent = fine_regions(image, sp, self.fine_factor, self.fine_compactness)
+        regions, parent = fine_regions(image, sp, self.fine_factor, self.fine_compactness)
         ids, feats = cp.superpixel_features(image, regions)
         pids, pfeats = cp.superpixel_features(image, sp)
         rows = np.searchsorted(pids, parent[ids])
@@ -112,15 +96,14 @@ class FeatureModel(ProbabilityModel):
             sp = read_segmentation(sample, ctx.superpixel_field)
             labels = ctx.read_labels(sample)
             check_same_size(sample, "the labels", labels.shape, "the superpixel map", sp.shape)
-            level, level_path = self._level_of(sample, ctx, sp)
-            key = (sample.id, sample[ctx.superpixel_field].mask_path, level_path)
+            key = (sample.id, sample[ctx.superpixel_field].mask_path)
             cached = self._cache.get(key)
             if cached is None:
                 image = read_image(sample)
                 check_same_size(sample, "the image", image.shape, "the superpixel map", sp.shape)
                 # features (and fine regions) depend on the image and superpixels only: kept
                 # across rounds, never written to the dataset
-                cached = self._cache[key] = self._compute_features(image, sp, level)
+                cached = self._cache[key] = self._compute_features(image, sp)
             regions, ids, feats = cached
             rmap = sp if regions is None else regions
             targets, purity = cp.superpixel_targets(
@@ -137,7 +120,7 @@ class FeatureModel(ProbabilityModel):
         self._clf = cp.OutOfFoldClassifier(
             ctx.num_classes,
             n_folds=self.n_folds,
-            estimator=self.fitted_estimator,
+            estimator=self.estimator,
             seed=self.seed,
             fold_by=self.fold_by,
         ).fit(groups, progress=ctx.progress)
@@ -147,28 +130,6 @@ class FeatureModel(ProbabilityModel):
             self.temperature = cp.fit_temperature(
                 self._probs, [g[1] for g in groups], [g[2] for g in groups]
             )
-
-    @property
-    def fitted_estimator(self) -> str:
-        """The estimator of the last fit: ``"auto"`` is extra trees on a hierarchy's finest
-        level and gradient boosting on one level of regions (by measurement)."""
-        if self.estimator != "auto":
-            return self.estimator
-        return "et" if any(r is not None for r in self._regions) else "hgb"
-
-    def _level_of(self, sample, ctx: FitContext, sp: np.ndarray):
-        """(the finest level's map, its mask path) that granularity ``"auto"`` predicts on,
-        or (None, None): no hierarchy, another granularity, or a level made on another map."""
-        name = ctx.region_field
-        if self.granularity != "auto" or not name or not sample.has_field(name):
-            return None, None
-        seg = sample[name]
-        if seg is None:
-            return None, None
-        level = read_segmentation(sample, name)
-        if level.shape != sp.shape:
-            return None, None
-        return level, seg.mask_path
 
     def _cap_rows(self, groups: list) -> list:
         """At most ``max_train_rows`` training rows: above the cap, a seeded uniform sample of
@@ -239,14 +200,31 @@ class FeatureModel(ProbabilityModel):
         rmap = superpixels if regions is None else np.where(superpixels > 0, regions, 0)
         return cp.broadcast(sp_probs, ids, rmap, self._num_classes)
 
+    def for_level(self, field: str) -> FeatureModel:
+        """The model of a finer level ``field`` of a region hierarchy
+        (:class:`alc_fiftyone.models.levels.LevelModels`): the same features and folds on that
+        level's regions, with extra trees as the classifier (on the ~10x more, smaller regions
+        they fitted the noisy labels less than boosting, and faster; docs/method.md). Kept on
+        this model, so that its features are computed once across rounds."""
+        subs = self.__dict__.setdefault("_levels", {})
+        if field not in subs:
+            subs[field] = FeatureModel(
+                n_folds=self.n_folds,
+                estimator="et" if self.estimator == "hgb" else self.estimator,
+                seed=self.seed,
+                fold_by=self.fold_by,
+                calibrate=self.calibrate,
+                max_train_rows=self.max_train_rows,
+            )
+        return subs[field]
+
     def describe(self):
         return {
             "name": self.name,
-            "estimator": self.fitted_estimator,
+            "estimator": self.estimator,
             "n_folds": self.n_folds,
             "fold_by": self.fold_by,
             "granularity": self.granularity,
-            **({"levels": True} if any(r is not None for r in self._regions) else {}),
             **(
                 {"calibrate": self.calibrate, "temperature": round(self.temperature, 4)}
                 if self.calibrate
@@ -265,7 +243,7 @@ class FeatureModel(ProbabilityModel):
         }
 
 
-GRANULARITIES = ("auto", "superpixel", "fine")
+GRANULARITIES = ("superpixel", "fine")
 
 
 def fine_regions(

@@ -76,7 +76,6 @@ class ImageScores:
 
 def score_image(
     levels: ImageLevels,
-    probs,
     labels,
     kept_dets: list,
     exclude_answered: bool,
@@ -131,7 +130,8 @@ def push_image(
 ) -> None:
     """Offer an image's candidates of every level to the global top-``budget`` heap, best
     first, skipping any region a better one inside or around it was taken for (a query's
-    content is built only for regions that make it in)."""
+    content is built only for regions that make it in). ``probs``: the (C, H, W)
+    probabilities of each level."""
     levels = scored.levels
     rows = []
     for lv, (res, k) in enumerate(zip(scored.results, scored.keep)):
@@ -163,7 +163,7 @@ def push_image(
             windows[lv] = ndimage.find_objects(scored.smaps[lv])
         res = scored.results[lv]
         payload = maker.payload(
-            probs,
+            probs[lv],
             scored.smaps[lv],
             labels,
             windows[lv][rid - 1],
@@ -186,11 +186,12 @@ def push_image(
 
 
 def acquisition_scorer(probs, labels, method, tau, ignore, device, seed, extra):
-    """``score_level`` for :func:`score_image`: the acquisition ``method`` on one map."""
+    """``score_level`` for :func:`score_image`: the acquisition ``method`` on one level's map,
+    with that level's probabilities (``probs[level]``)."""
 
     def score(level, smap):
         return acq.score_superpixels(
-            probs,
+            probs[level],
             smap,
             labels,
             method=method,

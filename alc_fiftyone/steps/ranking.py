@@ -28,6 +28,7 @@ from ..core import acquisition as acq
 from ..core.noise import sample_seed
 from ..errors import ALCError, SampleError
 from ..models.base import FitContext, LabelCensus, ProbabilityModel
+from ..models.levels import level_model
 from ..models.registry import get_model
 from ..progress import ProgressCallback, track
 from ..review.queries import (
@@ -399,7 +400,6 @@ def rank_with(
         plan.num_classes,
         plan.ignore,
         progress,
-        region_field=plan.levels[-1] if len(plan.levels) > 1 else None,
     )
     plan.work = _fit_skipping_failures(plan.model, fit, skip_failures, plan.failed)
     census.require_learnable(plan.label_field, plan.revised_field)  # before any query
@@ -471,6 +471,7 @@ def _plan(
         level_fields = level_fields[: int(levels)]
     if method == "classbal":
         level_fields = level_fields[:1]  # its dataset-level statistics are of one map
+    prob_model = level_model(prob_model, level_fields)
     if prob_model.fields is None:
         work = samples
     else:
@@ -562,12 +563,12 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
                 res = base(lv, smap)
                 if len(res):
                     res.scores = np.asarray(
-                        plan.scorer(sample, probs, smap, labels, res), np.float64
+                        plan.scorer(sample, probs[lv], smap, labels, res), np.float64
                     )
                 return res
 
         scored = score_image(
-            levels, probs, labels, kept.get(sample.id, []), exclude_answered, score_level
+            levels, labels, kept.get(sample.id, []), exclude_answered, score_level
         )
         num_excluded += scored.num_excluded
         if method == "classbal":
@@ -794,7 +795,7 @@ def _read_for_scoring(sample, plan: _Plan):
     labels = plan.read_labels(sample)
     check_same_size(sample, "the superpixel map", levels.maps[0].shape, "the labels", labels.shape)
     image = read_image(sample) if plan.model.needs_image else None
-    return levels, labels, plan.model.predict(sample, levels.maps[0], image)
+    return levels, labels, plan.model.predict_levels(sample, levels.maps, image)
 
 
 def _is_detections(samples, field_name: str) -> bool:

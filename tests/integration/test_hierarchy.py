@@ -169,27 +169,31 @@ def test_the_ceiling_and_the_ranking_pick_from_every_level(demo):
     assert res.mious[-1] >= top_only.mious[-1] - 1e-9
 
 
-def test_the_features_model_predicts_inside_a_region(demo):
+def test_each_level_is_scored_by_a_model_of_its_own_regions(demo):
     from alc_fiftyone.models.base import FitContext
+    from alc_fiftyone.models.levels import LevelModels
     from alc_fiftyone.store.fields import read_current_labels
 
-    model = alc.FeatureModel(n_folds=2)
+    base = alc.FeatureModel(n_folds=2)
+    model = LevelModels(base, ["alc_superpixels", LEVEL])
     model.fit(
         FitContext(
-            demo,
-            lambda s: read_current_labels(s, "pseudo", None),
-            "alc_superpixels",
-            5,
-            255,
-            region_field=LEVEL,
+            demo, lambda s: read_current_labels(s, "pseudo", None), "alc_superpixels", 5, 255
         )
     )
-    assert model.describe().get("levels") is True
+    desc = model.describe()
+    assert desc["estimator"] == "hgb" and desc["levels"][LEVEL]["estimator"] == "et"
+    assert base.for_level(LEVEL) is model.subs[0]  # kept across rounds (features cached)
     varied = 0
     for s in demo.iter_samples():
         top = read_segmentation(s, "alc_superpixels")
-        probs = model.predict(s, top)
+        fine = read_segmentation(s, LEVEL)
+        p_top, p_fine = model.predict_levels(s, [top, fine])
         for rid in np.unique(top):
-            vecs = probs[:, top == rid]
-            varied += len(np.unique(np.round(vecs, 5), axis=1)) > 1
+            # one vector per coarse region at the top; inside it the finer level's vary
+            assert np.unique(np.round(p_top[:, top == rid], 5), axis=1).shape[1] == 1
+            varied += np.unique(np.round(p_fine[:, top == rid], 5), axis=1).shape[1] > 1
     assert varied > 0
+    # a ranking over the hierarchy records both models
+    summary = alc.rank_superpixels(demo, "pseudo", budget=10)
+    assert LEVEL in summary["model"]["levels"]
