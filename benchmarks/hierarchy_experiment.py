@@ -107,6 +107,7 @@ class LevelModel:
 
     trust = 0.0  # extra weight of rows inside answered regions
     leaf = 3
+    calibrate = False
 
     def fit_predict(self, regions, labels, parents=None, answered=None):
         groups, per = [], []
@@ -160,7 +161,14 @@ class LevelModel:
         clf = cp.OutOfFoldClassifier(
             self.C, n_folds=5, estimator=est, seed=self.seed, fold_by="blocks"
         ).fit(groups)
-        return [(ids, clf.predict_proba(i, f)) for i, (ids, f) in enumerate(per)]
+        out = [(ids, clf.predict_proba(i, f)) for i, (ids, f) in enumerate(per)]
+        if self.calibrate:
+            T = cp.fit_temperature(
+                [p for _, p in out], [g[1] for g in groups], [g[2] for g in groups]
+            )
+            out = [(ids, cp.apply_temperature(p, T)) for ids, p in out]
+            self.T = T
+        return out
 
 
 def gain_scores(pm, sp, labels, C):
@@ -185,7 +193,18 @@ def gain_scores(pm, sp, labels, C):
 
 
 def run(
-    data, C, levels, labels0, method, K, rounds, model, model_maps, model_parents, seed=0, log=None,
+    data,
+    C,
+    levels,
+    labels0,
+    method,
+    K,
+    rounds,
+    model,
+    model_maps,
+    model_parents,
+    seed=0,
+    log=None,
     level_models=None,
 ):
     """The loop over a hierarchy ``levels`` (list of per-image maps, coarsest first); the
@@ -287,7 +306,8 @@ def run(
         picked_levels.append(count.tolist())
         if log:
             log(
-                f"    r{r}: {100 * mious[-1]:.2f} levels {count.tolist()} effective {eff} fit {t_fit:.1f}s"
+                f"    r{r}: {100 * mious[-1]:.2f} levels {count.tolist()} effective {eff} fit "
+                f"{t_fit:.1f}s T {[round(getattr(m, 'T', 1.0), 2) for m in level_models or []]}"
             )
     return mious, picked_levels
 
@@ -310,6 +330,7 @@ def main(argv=None):
     ap.add_argument("--parent-features", type=int, default=1)
     ap.add_argument("--leaf", type=int, default=3)
     ap.add_argument("--per-level", default="", help="estimators per level, e.g. hgb,et")
+    ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--out", default=str(REPO / "artifacts" / "hierarchy.jsonl"))
     args = ap.parse_args(argv)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -370,6 +391,13 @@ def main(argv=None):
             for method in args.methods.split(","):
                 mm = levels[0] if args.model == "coarse" else lv[-1]
                 mp = None if (mm is levels[0] or not args.parent_features) else levels[0]
+                lms = None
+                if args.per_level:  # one model per level, on that level's own regions
+                    lms = []
+                    for est in args.per_level.split(",")[: len(lv)]:
+                        m = LevelModel(data, C, seed=args.seed, estimator=est)
+                        m.leaf, m.calibrate = args.leaf, args.calibrate
+                        lms.append(m)
                 t0 = time.perf_counter()
                 mious, picked = run(
                     data,
@@ -384,6 +412,7 @@ def main(argv=None):
                     mp,
                     seed=args.seed,
                     log=lambda s: print(s, file=sys.stderr, flush=True),
+                    level_models=lms,
                 )
                 dt = (time.perf_counter() - t0) / args.rounds
                 cells = " | ".join(f"{100 * m:.2f}" for m in mious)
@@ -402,6 +431,7 @@ def main(argv=None):
                                 "parent_features": args.parent_features,
                                 "leaf": args.leaf,
                                 "per_level": args.per_level,
+                                "calibrate": args.calibrate,
                                 "estimator": args.estimator,
                                 "method": method,
                                 "K": K,

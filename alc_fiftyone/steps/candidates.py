@@ -80,6 +80,7 @@ def score_image(
     kept_dets: list,
     exclude_answered: bool,
     score_level,
+    asked: int | None = None,
 ) -> ImageScores:
     """Score every level of one image on its unanswered pixels.
 
@@ -87,7 +88,8 @@ def score_image(
     or a benchmark's scorer). A region is left out when a kept query excludes it
     (:func:`alc_fiftyone.review.queries.level_exclusions`), or when its unanswered pixels all
     lie in one region of the level below (that region stands for it: the same pixels are
-    never two candidates).
+    never two candidates). Only the first ``asked`` levels (default: all) give candidates;
+    the answers on every level are respected.
     """
     n = len(levels)
     excluded, answered = level_exclusions(kept_dets, levels.maps, levels.paths, exclude_answered)
@@ -99,14 +101,15 @@ def score_image(
             finer = answered[lv] if finer is None else (finer | answered[lv])
     results, keep = [], []
     num_excluded = 0
-    for lv in range(n):
+    asked = n if asked is None else min(int(asked), n)
+    for lv in range(asked):
         res = score_level(lv, smaps[lv])
         k = np.ones(len(res), dtype=bool)
         if excluded[lv] and len(res):
             out = np.isin(res.ids, np.fromiter(excluded[lv], np.int64))
             num_excluded += int(out.sum())
             k &= ~out
-        if lv + 1 < n and len(res):
+        if lv + 1 < asked and len(res):
             k &= ~np.isin(res.ids, _single_child(smaps[lv], levels.maps[lv + 1]))
         results.append(res)
         keep.append(k)
@@ -147,9 +150,10 @@ def push_image(
     # best first; ties to the coarser level, then the smaller id
     ordering = np.lexsort((ids, lvs, -scores))
     selector = None
-    if len(levels) > 1:
+    asked = len(scored.results)
+    if asked > 1:
         selector = ConflictFreeSelector(
-            [parents_of(levels.maps[lv + 1], levels.maps[lv]) for lv in range(len(levels) - 1)]
+            [parents_of(levels.maps[lv + 1], levels.maps[lv]) for lv in range(asked - 1)]
         )
     windows: dict[int, list] = {}
     for j in ordering:
@@ -172,12 +176,9 @@ def push_image(
             res.scores[i],
             res.sizes[i],
         )
-        if len(levels) > 1:
-            payload.update(
-                level=lv, superpixel_field=levels.fields[lv], superpixel_path=levels.paths[lv]
-            )
-        else:
-            payload["superpixel_path"] = levels.paths[0]
+        payload.update(
+            level=lv, superpixel_field=levels.fields[lv], superpixel_path=levels.paths[lv]
+        )
         cand = Candidate(key, sample_id, payload)
         if len(heap) < budget:
             heapq.heappush(heap, cand)

@@ -121,6 +121,7 @@ class _Plan:
     failed: list
     scorer: Scorer | None = None
     levels: list[str] = field(default_factory=list)  # the hierarchy's fields, top first
+    asked_levels: int = 1  # how many of them (from the top) give candidates
 
     def read_labels(self, sample) -> np.ndarray:
         labels = read_current_labels(sample, self.label_field, self.revised_field)
@@ -464,14 +465,16 @@ def _plan(
     names, ignore, num_classes = class_table(db.dataset_of(samples), label_field)
     if samples.has_field(queries_field) and not _is_detections(samples, queries_field):
         raise ALCError(f"field {queries_field!r} exists and is not an fo.Detections field")
+    # every level is read (answers on any level keep their pixels), the first ``levels`` ask
     level_fields = hierarchy_levels(db.dataset_of(samples), superpixel_field)
+    asked = len(level_fields)
     if levels is not None:
         if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
             raise ValueError(f"levels must be a positive number of levels, got {levels!r}")
-        level_fields = level_fields[: int(levels)]
+        asked = min(asked, int(levels))
     if method == "classbal":
-        level_fields = level_fields[:1]  # its dataset-level statistics are of one map
-    prob_model = level_model(prob_model, level_fields)
+        asked = 1  # its dataset-level statistics are of one map
+    prob_model = level_model(prob_model, level_fields[:asked])
     if prob_model.fields is None:
         work = samples
     else:
@@ -509,6 +512,7 @@ def _plan(
         failed=failed,
         scorer=scorer,
         levels=level_fields,
+        asked_levels=asked,
     )
 
 
@@ -568,7 +572,12 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
                 return res
 
         scored = score_image(
-            levels, labels, kept.get(sample.id, []), exclude_answered, score_level
+            levels,
+            labels,
+            kept.get(sample.id, []),
+            exclude_answered,
+            score_level,
+            plan.asked_levels,
         )
         num_excluded += scored.num_excluded
         if method == "classbal":
@@ -795,7 +804,8 @@ def _read_for_scoring(sample, plan: _Plan):
     labels = plan.read_labels(sample)
     check_same_size(sample, "the superpixel map", levels.maps[0].shape, "the labels", labels.shape)
     image = read_image(sample) if plan.model.needs_image else None
-    return levels, labels, plan.model.predict_levels(sample, levels.maps, image)
+    asked = levels.maps[: plan.asked_levels]
+    return levels, labels, plan.model.predict_levels(sample, asked, image)
 
 
 def _is_detections(samples, field_name: str) -> bool:

@@ -103,8 +103,16 @@ def test_after_answers_the_rules_of_the_levels_hold(demo):
             par = parents_of(read_segmentation(s, LEVEL), read_segmentation(s, "alc_superpixels"))
             inside += (s.id, int(par[d.superpixel_id])) in answered_top
     assert inside > 0  # pieces of answered regions are asked
-    # answer pieces of level 1; a top region holding them is asked on its other pixels only
-    pieces = [(s, d) for s, d in new if d.level == 1][:6]
+    # answer pieces of level 1 in top regions never answered: those top regions are then
+    # asked on their other pixels only
+    pieces = []
+    for s, d in new:
+        if d.level == 1:
+            par = parents_of(read_segmentation(s, LEVEL), read_segmentation(s, "alc_superpixels"))
+            if (s.id, int(par[d.superpixel_id])) not in answered_top:
+                pieces.append((s, d))
+    pieces = pieces[:6]
+    assert pieces
     done = {}
     for s, d in pieces:
         alc.answer(demo, d.id, "background", user="ana")
@@ -113,7 +121,18 @@ def test_after_answers_the_rules_of_the_levels_hold(demo):
     alc.rank_superpixels(demo, "pseudo", budget=10_000)
     for s, d in _queries(demo):
         if d.status == "pending" and s.id in done:
-            assert not (_region(s, d) & done[s.id]).any()  # never over an answered piece
+            assert not (_region(s, d) & done[s.id]).any()
+    # the top level alone: its regions holding the answered pieces are asked without them
+    alc.rank_superpixels(demo, "pseudo", budget=10_000, levels=1)
+    shrunk = 0
+    for s, d in _queries(demo):
+        if d.status == "pending" and s.id in done:
+            region = _region(s, d)
+            assert not (region & done[s.id]).any()  # never over an answered piece
+            if d.level == 0:
+                full = read_segmentation(s, "alc_superpixels") == d.superpixel_id
+                shrunk += int(full.sum() > region.sum())
+    assert shrunk > 0  # a top region holding answered pieces is asked on its other pixels
 
 
 def test_a_claimed_region_blocks_the_regions_inside_and_around_it(demo):
