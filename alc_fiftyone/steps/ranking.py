@@ -560,7 +560,7 @@ def _write(plan, ranked, sp_paths, tau, run_id, progress) -> dict:
     round's record (not recorded yet)."""
     samples, queries_field = plan.samples, plan.queries_field
     dataset = db.dataset_of(samples)
-    dataset.reload()  # the round history as it is now, not as it was when this run began
+    db.reload_dataset(dataset)  # the round history as it is now, not when this run began
     rounds = list(alc_info(dataset).get("rounds") or [])
     round_no = 1 + sum(1 for r in rounds if r.get("queries_field") == queries_field)
     now = datetime.now(timezone.utc)
