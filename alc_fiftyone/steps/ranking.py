@@ -139,11 +139,11 @@ def rank_superpixels(
     budget: float | None = None,
     queries_field: str = QUERIES_FIELD,
     exclude_answered: bool = True,
-    model: str | Callable | ProbabilityModel = "features",
+    model: str | Callable | ProbabilityModel = "auto",
     tau: float = 0.0,
     seed: int = 0,
     revised_field: str = REVISED_FIELD,
-    device: str = "cpu",
+    device: str = "auto",
     model_kwargs: dict | None = None,
     num_suggestions: int = 3,
     skip_failures: bool = False,
@@ -174,7 +174,9 @@ def rank_superpixels(
         Do not ask again about regions that have an answer (followed by their pixels when
         the superpixels were recomputed since).
     model : str, callable or ProbabilityModel
-        P(class | pixel): ``"features"``, ``"sam_head"``, ``"backbone:<resnet>"``,
+        P(class | pixel): ``"auto"`` (``"sam_head"`` where CUDA is available and a SAM
+        checkpoint is found, else ``"features"``: :func:`alc_fiftyone.models.registry.
+        default_model`), ``"features"``, ``"sam_head"``, ``"backbone:<resnet>"``,
         ``"field:<name>"``, a callable ``fn(sample, image) -> (C, H, W)`` or a
         :class:`~alc_fiftyone.models.base.ProbabilityModel`; fitted first, out of fold.
     tau : float
@@ -185,7 +187,8 @@ def rank_superpixels(
     revised_field : str
         The corrected labels the answers write.
     device : str
-        Where the acquisition runs (``"cpu"``, ``"cuda"``, ``"auto"``, ...).
+        Where the acquisition runs: ``"auto"`` (the torch backend on CUDA when available,
+        else the CPU backend), ``"cpu"``, ``"cuda"``, ...
     model_kwargs : dict, optional
         Keyword arguments of the model (e.g. ``{"granularity": "fine"}``).
     num_suggestions : int
@@ -348,11 +351,11 @@ def rank_with(
     budget=None,
     queries_field: str = QUERIES_FIELD,
     exclude_answered: bool = True,
-    model="features",
+    model="auto",
     tau: float = 0.0,
     seed: int = 0,
     revised_field: str = REVISED_FIELD,
-    device: str = "cpu",
+    device: str = "auto",
     model_kwargs: dict | None = None,
     num_suggestions: int = 3,
     skip_failures: bool = False,
