@@ -91,24 +91,33 @@ def _portable(error: BaseException) -> BaseException:
         return RuntimeError(f"{type(error).__name__}: {error}")
 
 
+def _setup(path: list, environ: dict) -> None:
+    sys.path[:] = path  # the caller's import path: the same code, e.g. a checkout
+    os.environ.clear()
+    os.environ.update(environ)
+    for var in _THREAD_VARS:
+        os.environ[var] = "1"
+
+
 def _worker_main(read_fd: int, write_fd: int) -> None:
-    """The loop of one worker: read (module, name, args), run, send ("ok", result) or
-    ("error", exception, traceback text); stop at the end of the input."""
+    """The loop of one worker: ("setup", sys.path, environment) makes it see what the caller
+    sees now (its import path, ``ALC_FIFTYONE_DIR``, ...); ("call", module, name, args) runs
+    a function and sends back ("ok", result) or ("error", exception, traceback text). It
+    stops at the end of its input."""
     import importlib
 
     inp = os.fdopen(read_fd, "rb")
     out = os.fdopen(write_fd, "wb")
     sys.stdout = sys.stderr  # a print in a task must not break the channel
-    first = _recv(inp)
-    if first is None:
-        return
-    sys.path[:] = first  # the caller's import path: the same code, e.g. a checkout
     functions: dict[tuple[str, str], Callable] = {}
     while True:
         msg = _recv(inp)
         if msg is None:
             return
-        module, name, args = msg
+        if msg[0] == "setup":
+            _setup(msg[1], msg[2])
+            continue
+        _, module, name, args = msg
         try:
             fn = functions.get((module, name))
             if fn is None:
@@ -130,8 +139,6 @@ class _Worker:
         r_task, w_task = os.pipe()
         r_res, w_res = os.pipe()
         env = dict(os.environ)
-        for var in _THREAD_VARS:
-            env[var] = "1"
         code = (
             "import sys; from alc_fiftyone.core.pool import _worker_main; "
             "_worker_main(int(sys.argv[1]), int(sys.argv[2]))"
@@ -149,7 +156,14 @@ class _Worker:
         os.close(w_res)
         self.tasks = os.fdopen(w_task, "wb")
         self.results = os.fdopen(r_res, "rb")
-        _send(self.tasks, list(sys.path))
+        self.seen: tuple | None = None  # the (sys.path, environment) last sent
+
+    def setup(self) -> None:
+        """Send this process's import path and environment when they changed since."""
+        now = (tuple(sys.path), tuple(sorted(os.environ.items())))
+        if now != self.seen:
+            _send(self.tasks, ("setup", list(sys.path), dict(os.environ)))
+            self.seen = now
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -253,7 +267,8 @@ def _run_pool(fn, tasks, workers: list[_Worker]) -> Iterator[tuple[int, bool, An
         if nxt is None:
             return False
         i, args = nxt
-        _send(worker.tasks, (module, name, tuple(args)))
+        worker.setup()
+        _send(worker.tasks, ("call", module, name, tuple(args)))
         busy[worker.results.fileno()] = (worker, i)
         sel.register(worker.results, selectors.EVENT_READ)
         return True
