@@ -27,10 +27,11 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["TaskFailed", "default_workers", "run_tasks", "shutdown"]
+__all__ = ["TaskFailed", "default_workers", "run_tasks", "shutdown", "thread_map"]
 
 _HEADER = struct.Struct("<Q")
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -308,3 +309,27 @@ def _run_pool(fn, tasks, workers: list[_Worker]) -> Iterator[tuple[int, bool, An
             worker.close()
             if worker in _POOL.workers:
                 _POOL.workers.remove(worker)
+
+
+def thread_map(fn: Callable, items: Iterable, threads: int | None = None, ahead: int = 2):
+    """``fn(item)`` for every item, yielded in order, computed in ``threads`` threads of this
+    process (None: :func:`default_workers`; 1: no thread) up to ``threads * ahead`` items
+    ahead: for per-sample work whose heavy parts release the GIL (image decoding, the numba
+    acquisition kernels, numpy gathers) and that needs this process's objects (a fitted model).
+    ``items`` is consumed in the calling thread (a database cursor stays there). An exception
+    of ``fn`` is raised when its item's turn comes, as in a plain loop."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = default_workers() if threads is None else max(1, int(threads))
+    if n <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    with ThreadPoolExecutor(n) as ex:
+        window: deque = deque()
+        for item in items:
+            window.append(ex.submit(fn, item))
+            if len(window) >= n * ahead:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()

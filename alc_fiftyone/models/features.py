@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..core import probabilities as cp
-from ..core.pool import run_tasks
+from ..core.pool import run_tasks, thread_map
 from ..errors import ALCError
 from ..store.files import check_same_size, read_image, read_png_array, read_segmentation
 from ..store.sidecars import read_sidecar, write_sidecar
@@ -53,6 +53,7 @@ class FeatureModel(ProbabilityModel):
     """
 
     name = "features"
+    thread_safe = True  # predict reads what fit left, and computes the rest from arrays
 
     def __init__(
         self,
@@ -155,10 +156,15 @@ class FeatureModel(ProbabilityModel):
         groups = []
         samples = ctx.samples
         kept = self._kept_features(samples, ctx.superpixel_field, ctx.progress)
-        for sample in samples.iter_samples():
+
+        def read(sample):
             sp = read_segmentation(sample, ctx.superpixel_field)
             labels = ctx.read_labels(sample)
             check_same_size(sample, "the labels", labels.shape, "the superpixel map", sp.shape)
+            return sample, sp, labels
+
+        # the label files decoded a few samples ahead in threads (PNG decoding releases the GIL)
+        for sample, sp, labels in thread_map(read, samples.iter_samples(), self.workers):
             cached = kept.get(sample.id)
             if cached is None:  # a map stored inline: computed here, kept by this model
                 key = (sample.id, sample[ctx.superpixel_field].mask_path)

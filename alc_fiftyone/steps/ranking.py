@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from ..core import acquisition as acq
 from ..core.noise import sample_seed
+from ..core.pool import thread_map
 from ..errors import ALCError, SampleError
 from ..models.base import FitContext, ProbabilityModel
 from ..models.registry import get_model
@@ -516,15 +517,12 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
     num_excluded = 0
     sp_paths: dict[str, str] = {}
     work = plan.work
-    for order, sample in enumerate(track(work.iter_samples(), len(work), progress, "ranking")):
+
+    def read_and_score(sample):
         try:
             sp, labels, probs = _read_for_scoring(sample, plan)
         except SampleError as e:
-            if not skip:
-                raise
-            plan.failed.append(failure_record(e))
-            continue
-        sp_paths[sample.id] = sample[plan.superpixel_field].mask_path
+            return sample, e
         res = acq.score_superpixels(
             probs,
             sp,
@@ -536,6 +534,20 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
             seed=sample_seed(seed, sample.filepath),
             **extra,
         )
+        return sample, (sp, labels, probs, res)
+
+    # a few samples ahead in threads where the model allows it and the acquisition runs on
+    # the CPU (the numba kernels and image decoding release the GIL); in order either way
+    threads = 1 if not plan.model.thread_safe or not acq.runs_on_host(device) else None
+    scored = thread_map(read_and_score, work.iter_samples(), threads)
+    for order, (sample, got) in enumerate(track(scored, len(work), progress, "ranking")):
+        if isinstance(got, SampleError):
+            if not skip:
+                raise got
+            plan.failed.append(failure_record(got))
+            continue
+        sp, labels, probs, res = got
+        sp_paths[sample.id] = sample[plan.superpixel_field].mask_path
         if len(res) == 0:
             continue
         if plan.scorer is not None:
