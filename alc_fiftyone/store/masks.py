@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import fiftyone as fo
 import numpy as np
@@ -146,28 +147,40 @@ def _run_job(samples, todo, ids, field, job: MaskJob, skip, failed, progress, de
             path = str(new_mask_path(dataset, field, sample.id))
             tasks.append((job.compute, args, path, sample.id, field))
             owners.append((sample.id, sample.filepath))
+        results = {}
+        first_bad = len(owners) if not errors else errors[0][0]  # a prepare that failed
         for i, ok, value in run_tasks(compute_mask_file, tasks, workers):
             sid, filepath = owners[i]
+            if not ok and isinstance(value, TaskFailed):
+                value = SampleError(sid, f"computing its {field!r} mask failed: {value}", filepath)
+            results[i] = (ok, value)
+            if not ok and not (skip and isinstance(value, SampleError)):
+                first_bad = min(first_bad, i)
+            else:
+                done += 1  # counted as it finishes
+                if progress:
+                    progress(done, total, desc)
+            if first_bad < len(owners) and all(j in results for j in range(first_bad)):
+                break  # as in one process: the samples before the failing one are kept
+        for i in sorted(results):
+            ok, value = results[i]
+            sid, filepath = owners[i]
+            if i > first_bad:
+                if ok:  # finished after the failing one: not kept (and not left behind)
+                    Path(value[0]).unlink(missing_ok=True)
+                continue
             if ok:
                 path, attrs = value
                 values[sid] = fo.Segmentation(mask_path=path, **attrs)
                 processed += 1
                 if job.done is not None:
                     job.done(attrs)
+            elif i < first_bad:  # a failure skipped
+                failed.append(
+                    {"id": value.sample_id, "filepath": value.filepath, "error": value.problem}
+                )
             else:
-                if isinstance(value, TaskFailed):
-                    value = SampleError(
-                        sid, f"computing its {field!r} mask failed: {value}", filepath
-                    )
-                if isinstance(value, SampleError) and skip:
-                    failed.append(
-                        {"id": value.sample_id, "filepath": value.filepath, "error": value.problem}
-                    )
-                else:
-                    errors.append((i, value))
-            done += 1
-            if progress:
-                progress(done, total, desc)
+                errors.append((i, value))
         set_values_by_id(samples, field, values)
         if errors:
             raise min(errors, key=lambda e: e[0])[1]
