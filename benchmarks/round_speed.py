@@ -29,7 +29,8 @@ warmed first by a small untimed run, so neither pays numba's one-time compilatio
     python benchmarks/round_speed.py --vs /tmp/old-41745a6            # both sets
     python benchmarks/round_speed.py --sets camvid --camvid 100 --vs /tmp/old-41745a6
 
-Prints one markdown table. Uses FIFTYONE_DATABASE_URI when set, else FiftyOne's own database.
+Prints one markdown table. Uses FIFTYONE_DATABASE_URI when set, else FiftyOne's own database;
+files go to a temporary folder (ALC_FIFTYONE_DIR unless set), removed at the end.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -257,6 +259,15 @@ def main(argv=None) -> int:
         return 1
     codes = [("new", REPO)] + ([("old", Path(args.vs).resolve())] if args.vs else [])
     tmp = Path(tempfile.mkdtemp(prefix="round-speed-"))
+    # the masks, sidecars and generated images of the run live (and go) with it
+    os.environ.setdefault("ALC_FIFTYONE_DIR", str(tmp / "alc"))
+    try:
+        return _run(args, ap, codes, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(args, ap, codes, tmp: Path) -> int:
     warm = camvid_set(tmp / "warm", 4)
     for _, code in codes:  # numba's cache of each checkout, and the imports, warmed
         run_child(code, warm, False, 1)
