@@ -69,8 +69,8 @@ def compute_mask_field(
     sample is raised after the samples done before it are saved (``skip_failures=False``), or
     recorded in the returned summary and skipped (``skip_failures=True``). An OutputError
     (disk full, read-only folder) is always raised, after the samples done before it are saved.
-    With a job, the samples of the failing one's batch that finished are saved too, and the
-    error raised is that of the first failing sample in order.
+    With a job the same holds, in the samples' order: those before the first failing sample
+    are saved, those after it are not (their new files are removed).
     """
     require_nonempty(samples)
     dataset = dataset_of(samples)
