@@ -25,8 +25,9 @@ from .errors import ALCError
 # those that need no model (SAM: the SDK); label_aware follows the labels under review
 SUPERPIXEL_METHODS = ("label_aware", "felzenszwalb", "slic")
 MODEL_HELP = (
-    "probability model: features (default), sam_head, backbone:<resnet18|34|50|101> or "
-    "field:<name> (your (C, H, W) maps)"
+    "probability model: auto (default: sam_head on a CUDA machine with a SAM checkpoint, "
+    "else features), features, sam_head, backbone:<resnet18|34|50|101> or field:<name> "
+    "(your (C, H, W) maps)"
 )
 SKIP_HELP = "leave out (and list) samples whose files cannot be read instead of stopping"
 
@@ -55,7 +56,7 @@ def _rounds(text: str) -> int:
 
 
 def _model(text: str) -> str:
-    if text in ("features", "sam_head") or text.startswith(("field:", "backbone:")):
+    if text in ("auto", "features", "sam_head") or text.startswith(("field:", "backbone:")):
         return text
     raise argparse.ArgumentTypeError(f"unknown model {text!r}; {MODEL_HELP}")
 

@@ -29,6 +29,10 @@ class SampleError(ALCError):
             where += f" ({filepath})"
         super().__init__(f"{where}: {problem}")
 
+    def __reduce__(self):
+        # pickled as its parts, so that one raised in a worker process arrives as itself
+        return (type(self), (self.sample_id, self.problem, self.filepath))
+
 
 class QueryError(ALCError):
     """An answer or undo that cannot be applied to a query (unknown, stale, already answered)."""
@@ -42,6 +46,9 @@ class NotClaimedError(QueryError):
     def __init__(self, query_id: str, status: str | None, holder: str | None, message: str):
         self.query_id, self.status, self.holder = query_id, status, holder
         super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.query_id, self.status, self.holder, str(self)))
 
 
 class OutputError(ALCError):

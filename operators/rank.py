@@ -18,6 +18,7 @@ from ._common import (
 
 #: learned probability models offered by name (any other value can still be typed)
 MODEL_CHOICES = {
+    "auto": "auto: sam_head on a CUDA machine with a SAM checkpoint, else features",
     "features": "features: superpixel colour/texture features + a classifier (CPU)",
     "sam_head": "sam_head: a small head on SAM image embeddings (needs a SAM checkpoint)",
     "backbone:resnet50": "backbone:resnet50: a small head on ImageNet ResNet-50 features",
@@ -69,8 +70,8 @@ def acquisition_inputs(inputs, defaults: dict, ctx=None) -> None:
         "model",
         default=defaults["model"],
         label="Probability model",
-        description="P(class | pixel), trained out of fold on the current labels: features, "
-        "sam_head, backbone:<resnet18|34|50|101>, or field:<name> (your (C, H, W) maps, "
+        description="P(class | pixel), trained out of fold on the current labels: auto, "
+        "features, sam_head, backbone:<resnet18|34|50|101>, or field:<name> (your (C, H, W) maps, "
         "arrays or .npy paths); other values can be typed",
         view=models,
     )

@@ -82,6 +82,9 @@ class ProbabilityModel:
     needs_image = False
     #: sample fields ``predict`` reads besides the superpixels (None: the whole sample)
     fields: tuple[str, ...] | None = ()
+    #: whether ``predict`` may be called from several threads at once after ``fit`` (a
+    #: ranking then reads and scores a few samples ahead on all cores)
+    thread_safe = False
 
     def fit(self, ctx: FitContext) -> None:  # pragma: no cover - interface
         raise NotImplementedError

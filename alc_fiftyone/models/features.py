@@ -1,22 +1,48 @@
 """The CPU baseline model (``model="features"``): per-superpixel colour, texture, position
-and context features and a scikit-learn classifier trained out of fold by image (k-fold),
-probabilities broadcast to the superpixel's pixels."""
+and context features and a gradient-boosted classifier trained out of fold by image (k-fold),
+probabilities broadcast to the superpixel's pixels.
+
+The features of a region map depend on the image and the map alone, so they are computed
+once per (image, region map) and kept: in this process (for every model instance, so that the
+next ranking of the same regions reads them), and on disk beside the map's mask file (a
+sidecar, :mod:`alc_fiftyone.store.sidecars`), so that another process or a worker reads them
+too. A model that combines two maps (``granularity="fine"``: each fine region's features and
+its parent's) reuses the parent map's features. Images whose features are missing are
+computed in worker processes (:mod:`alc_fiftyone.core.pool`).
+"""
 
 from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from types import SimpleNamespace
 
 import numpy as np
 
 from ..core import probabilities as cp
+from ..core.pool import run_tasks, thread_map
 from ..errors import ALCError
-from ..progress import track
-from ..store.files import check_same_size, read_image, read_segmentation
+from ..store.files import check_same_size, read_image, read_png_array, read_segmentation
+from ..store.sidecars import read_sidecar, write_sidecar
 from .base import FitContext, ProbabilityModel
 
 #: Default cap on the rows (labelled superpixels or fine regions) the features model trains
-#: on: 50,000 images of 16 superpixels are 800k rows, and gradient boosting's time grows with
-#: them while its accuracy on 24 features has long levelled off.
-MAX_TRAIN_ROWS = 200_000
+#: on: gradient boosting's time grows with them while its accuracy has long levelled off (on
+#: the fine regions of 100 CamVid frames, 62k rows of 48 features, a seeded sample of 20k
+#: rows per fold was as accurate out of fold as all of them at a third of the time).
+MAX_TRAIN_ROWS = 25_000
 PREDICT_CHUNK_ROWS = 65_536
+#: the classifier of the features model (``estimator=``)
+DEFAULT_ESTIMATOR = "lgbm"
+#: the row cap of a finer level's model (:meth:`FeatureModel.for_level`): extra trees fit
+#: 100,000 rows in about the time LightGBM fits 25,000
+LEVEL_TRAIN_ROWS = 100_000
+#: the version of what :func:`region_features` computes: bumped whenever the features or the
+#: fine regions change, so that sidecars of an older version are computed again
+FEATURE_VERSION = 1
+#: the features kept in this process (all model instances), least recently used dropped
+MEMORY_CACHE_BYTES = 512 * 2**20
 
 
 class FeatureModel(ProbabilityModel):
@@ -26,14 +52,18 @@ class FeatureModel(ProbabilityModel):
     set on large collections: above it, a seeded uniform sample of that many labelled rows is
     trained on (and calibrated on); every image is still predicted by the fold model that did
     not see it. ``describe()`` then records ``train_rows`` and ``train_rows_available``.
+
+    ``workers``: the processes computing the features of images that have none kept yet
+    (None: one per CPU, :func:`alc_fiftyone.core.pool.default_workers`; 1: in this process).
     """
 
     name = "features"
+    thread_safe = True  # predict reads what fit left, and computes the rest from arrays
 
     def __init__(
         self,
         n_folds: int = 5,
-        estimator: str = "hgb",
+        estimator: str = DEFAULT_ESTIMATOR,
         seed: int = 0,
         fold_by: str = "blocks",
         granularity: str = "superpixel",
@@ -41,6 +71,7 @@ class FeatureModel(ProbabilityModel):
         fine_compactness: float = 10.0,
         calibrate: str | None = None,
         max_train_rows: int | None = MAX_TRAIN_ROWS,
+        workers: int | None = None,
     ):
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
@@ -51,6 +82,8 @@ class FeatureModel(ProbabilityModel):
         if max_train_rows is not None and max_train_rows < 1:
             raise ValueError(f"max_train_rows must be >= 1 or None, got {max_train_rows}")
         self.max_train_rows = max_train_rows
+        self.workers = workers
+        self._field: str | None = None
         self.train_rows: tuple[int, int] | None = None  # (rows used, rows available), last fit
         self.calibrate = calibrate
         self.temperature = 1.0
@@ -67,7 +100,8 @@ class FeatureModel(ProbabilityModel):
         self._probs: list[np.ndarray] = []  # out-of-fold (S, C) of each fitted image
         self._clf: cp.OutOfFoldClassifier | None = None
         self._num_classes = 0
-        # (sample id, superpixel mask path) -> (regions map or None, ids, features)
+        # (sample id, superpixel mask path) -> (regions map or None, ids, features): the
+        # maps stored inline (no mask file), which the process-wide cache cannot key
         self._cache: dict[tuple[str, str], tuple[np.ndarray | None, np.ndarray, np.ndarray]] = {}
         self._regions: list[np.ndarray | None] = []
 
@@ -75,34 +109,74 @@ class FeatureModel(ProbabilityModel):
     def fine(self) -> bool:
         return self.granularity == "fine"
 
+    @property
+    def _fine_params(self) -> tuple[float, float] | None:
+        return (self.fine_factor, self.fine_compactness) if self.fine else None
+
     def _compute_features(self, image: np.ndarray, sp: np.ndarray):
         """(regions or None, ids, features) of one image: on the query superpixels, or with
         ``granularity="fine"`` on their intersection with a finer SLIC (see
         :func:`fine_regions`), each fine region's features followed by its parent's."""
-        if not self.fine:
-            return (None, *cp.superpixel_features(image, sp))
-        regions, parent = fine_regions(image, sp, self.fine_factor, self.fine_compactness)
-        ids, feats = cp.superpixel_features(image, regions)
-        pids, pfeats = cp.superpixel_features(image, sp)
-        rows = np.searchsorted(pids, parent[ids])
-        return regions, ids, np.concatenate([feats, pfeats[rows]], axis=1)
+        return _unpack(_features_of_arrays(image, sp, self._fine_params))
+
+    def _kept_features(self, samples, field: str, progress) -> dict:
+        """(regions or None, ids, features) by sample id of every sample whose regions are a
+        mask file: kept ones read, the others computed in worker processes. The failures
+        (a SampleError naming the sample) are raised after every other image is done and
+        kept, the first sample's first."""
+        sids, paths, masks = samples.values(["id", "filepath", f"{field}.mask_path"])
+        todo = [(s, f, m) for s, f, m in zip(sids, paths, masks) if m]
+        out: dict = {}
+        need = []
+        for sid, path, mask in todo:
+            got = _kept(mask, path, self._fine_params)
+            if got is None:
+                need.append((sid, path, mask))
+            else:
+                out[sid] = _unpack(got)
+        done, total = len(out), len(todo)
+        if progress is not None:
+            progress(done, total, "features")
+        order = {sid: i for i, sid in enumerate(sids)}
+        errors = []
+        tasks = [(sid, path, mask, self._fine_params) for sid, path, mask in need]
+        for i, ok, value in run_tasks(region_features, tasks, self.workers):
+            sid, path, mask = need[i]
+            if ok:
+                _remember(mask, path, self._fine_params, value)
+                out[sid] = _unpack(value)
+            else:
+                errors.append((order[sid], value))
+            done += 1
+            if progress is not None:
+                progress(done, total, "features")
+        if errors:
+            raise min(errors, key=lambda e: e[0])[1]
+        return out
 
     def fit(self, ctx: FitContext) -> None:
         self._num_classes = ctx.num_classes
+        self._field = ctx.superpixel_field
         self._index, self._ids, self._features, self._regions = {}, [], [], []
         groups = []
         samples = ctx.samples
-        for sample in track(samples.iter_samples(), len(samples), ctx.progress, "features"):
+        kept = self._kept_features(samples, ctx.superpixel_field, ctx.progress)
+
+        def read(sample):
             sp = read_segmentation(sample, ctx.superpixel_field)
             labels = ctx.read_labels(sample)
             check_same_size(sample, "the labels", labels.shape, "the superpixel map", sp.shape)
-            key = (sample.id, sample[ctx.superpixel_field].mask_path)
-            cached = self._cache.get(key)
+            return sample, sp, labels
+
+        # the label files decoded a few samples ahead in threads (PNG decoding releases the GIL)
+        for sample, sp, labels in thread_map(read, samples.iter_samples(), self.workers):
+            cached = kept.get(sample.id)
+            if cached is None:  # a map stored inline: computed here, kept by this model
+                key = (sample.id, sample[ctx.superpixel_field].mask_path)
+                cached = self._cache.get(key)
             if cached is None:
                 image = read_image(sample)
                 check_same_size(sample, "the image", image.shape, "the superpixel map", sp.shape)
-                # features (and fine regions) depend on the image and superpixels only: kept
-                # across rounds, never written to the dataset
                 cached = self._cache[key] = self._compute_features(image, sp)
             regions, ids, feats = cached
             rmap = sp if regions is None else regions
@@ -189,9 +263,18 @@ class FeatureModel(ProbabilityModel):
             if regions is not None and regions.shape != superpixels.shape:
                 i = None  # the superpixels changed since fit: recompute below
         if i is None:
-            if image is None:
-                image = read_image(sample)
-            regions, ids, feats = self._compute_features(image, superpixels)
+            got = None
+            seg = sample[self._field] if self._field and sample.has_field(self._field) else None
+            mask = getattr(seg, "mask_path", None)
+            if mask:
+                got = _kept(mask, sample.filepath, self._fine_params)
+            if got is not None and "regions" in got and got["regions"].shape != superpixels.shape:
+                got = None
+            if got is None:
+                if image is None:
+                    image = read_image(sample)
+                got = _features_of_arrays(image, superpixels, self._fine_params)
+            regions, ids, feats = _unpack(got)
             sp_probs = self._clf.predict_proba_new(feats)
         else:
             ids, sp_probs = self._ids[i], self._probs[i]
@@ -203,18 +286,22 @@ class FeatureModel(ProbabilityModel):
     def for_level(self, field: str) -> FeatureModel:
         """The model of a finer level ``field`` of a region hierarchy
         (:class:`alc_fiftyone.models.levels.LevelModels`): the same features and folds on that
-        level's regions, with extra trees as the classifier (on the ~10x more, smaller regions
-        they fitted the noisy labels less than boosting, and faster; docs/method.md). Kept on
-        this model, so that its features are computed once across rounds."""
+        level's regions, with extra trees as the classifier when this model has the default
+        one (on the ~10x more, smaller regions they fitted the noisy labels less than
+        boosting: docs/method.md) and :data:`LEVEL_TRAIN_ROWS` as the row cap unless this
+        model's is lower. Kept on this model, so that its features are computed once across
+        rounds."""
         subs = self.__dict__.setdefault("_levels", {})
         if field not in subs:
+            default = self.estimator == DEFAULT_ESTIMATOR
+            cap = self.max_train_rows
             subs[field] = FeatureModel(
                 n_folds=self.n_folds,
-                estimator="et" if self.estimator == "hgb" else self.estimator,
+                estimator="et" if default else self.estimator,
                 seed=self.seed,
                 fold_by=self.fold_by,
                 calibrate=self.calibrate,
-                max_train_rows=self.max_train_rows,
+                max_train_rows=LEVEL_TRAIN_ROWS if cap == MAX_TRAIN_ROWS else cap,
             )
         return subs[field]
 
@@ -244,6 +331,133 @@ class FeatureModel(ProbabilityModel):
 
 
 GRANULARITIES = ("superpixel", "fine")
+
+
+# --- the features of a region map, computed once and kept -----------------------------------
+
+
+def _kind(fine: tuple[float, float] | None) -> str:
+    """The sidecar kind of the features of a map (or of its fine regions)."""
+    if fine is None:
+        return f"features-v{FEATURE_VERSION}"
+    factor, compactness = (f"{x:g}".replace(".", "p").replace("-", "m") for x in fine)
+    return f"fine-f{factor}-c{compactness}-v{FEATURE_VERSION}"
+
+
+def _unpack(arrays: dict) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    regions = arrays.get("regions")
+    return (
+        (None if regions is None else regions.astype(np.int32)),
+        arrays["ids"],
+        arrays["features"],
+    )
+
+
+def _features_of_arrays(image, sp, fine, parent_arrays: dict | None = None) -> dict:
+    """The arrays kept for one map: ``ids`` and ``features``, and with ``fine`` the fine
+    ``regions`` (see :func:`fine_regions`) and each fine region's features followed by its
+    parent's (``parent_arrays``: the map's own features when already known)."""
+    if fine is None:
+        ids, feats = cp.superpixel_features(image, sp)
+        return {"ids": ids, "features": feats}
+    regions, parent = fine_regions(image, sp, *fine)
+    ids, feats = cp.superpixel_features(image, regions)
+    own = parent_arrays or _features_of_arrays(image, sp, None)
+    rows = np.searchsorted(own["ids"], parent[ids])
+    small = regions.dtype if regions.max(initial=0) > 65535 else np.uint16
+    return {
+        "regions": regions.astype(small),
+        "ids": ids,
+        "features": np.concatenate([feats, own["features"][rows]], axis=1),
+        "parent_features": own["features"],
+        "parent_ids": own["ids"],
+    }
+
+
+_memory: OrderedDict = OrderedDict()  # (mask path, kind) -> (stamp, arrays, bytes)
+_memory_bytes = 0
+_memory_lock = threading.Lock()
+
+
+def _stamp(mask: str, image: str) -> tuple:
+    try:
+        a, b = os.stat(mask), os.stat(image)
+    except OSError:
+        return ()
+    return (a.st_size, a.st_mtime_ns, b.st_size, b.st_mtime_ns, image)
+
+
+def _remember(mask: str, image: str, fine, arrays: dict) -> None:
+    """Keep ``arrays`` (the features of ``mask`` on ``image``) in this process."""
+    global _memory_bytes
+    size = sum(a.nbytes for a in arrays.values())
+    key = (mask, _kind(fine))
+    with _memory_lock:
+        old = _memory.pop(key, None)
+        if old is not None:
+            _memory_bytes -= old[2]
+        _memory[key] = (_stamp(mask, image), arrays, size)
+        _memory_bytes += size
+        while _memory_bytes > MEMORY_CACHE_BYTES and len(_memory) > 1:
+            _, (_, _, dropped) = _memory.popitem(last=False)
+            _memory_bytes -= dropped
+    if fine is not None and "parent_ids" in arrays:
+        _remember(
+            mask, image, None, {"ids": arrays["parent_ids"], "features": arrays["parent_features"]}
+        )
+
+
+def _kept(mask: str, image: str, fine) -> dict | None:
+    """The features of ``mask`` on ``image`` kept in this process or beside the mask (then
+    kept in this process too), or None."""
+    key = (mask, _kind(fine))
+    with _memory_lock:
+        hit = _memory.get(key)
+        if hit is not None and hit[0] == _stamp(mask, image) and hit[0]:
+            _memory.move_to_end(key)
+            return hit[1]
+    arrays = read_sidecar(mask, _kind(fine), (image,))
+    if arrays is not None:
+        _remember(mask, image, fine, arrays)
+    return arrays
+
+
+def clear_feature_cache() -> None:
+    """Forget the features kept in this process (the sidecars on disk stay)."""
+    global _memory_bytes
+    with _memory_lock:
+        _memory.clear()
+        _memory_bytes = 0
+
+
+def region_features(sample_id: str, image_path: str, mask_path: str, fine=None) -> dict:
+    """The features of the regions in the mask file ``mask_path`` on the image
+    ``image_path`` (with ``fine = (factor, compactness)``: of its fine regions, see
+    :func:`fine_regions`), read from the sidecar beside the mask when it is there, else
+    computed and written there. A pure function of the files: it runs in a worker process
+    (:func:`alc_fiftyone.core.pool.run_tasks`). A SampleError names ``sample_id`` when a file
+    cannot be read or the sizes differ."""
+    kind = _kind(fine)
+    arrays = read_sidecar(mask_path, kind, (image_path,))
+    if arrays is not None:
+        return arrays
+    image = read_image(image_path, sample_id)
+    sp = read_png_array(mask_path, sample_id)
+    ref = SimpleNamespace(id=sample_id, filepath=image_path)
+    check_same_size(ref, "the image", image.shape, "the superpixel map", sp.shape)
+    parent = None
+    if fine is not None:
+        parent = read_sidecar(mask_path, _kind(None), (image_path,))
+    arrays = _features_of_arrays(image, sp, fine, parent)
+    if fine is not None and parent is None:
+        write_sidecar(
+            mask_path,
+            _kind(None),
+            {"ids": arrays["parent_ids"], "features": arrays["parent_features"]},
+            (image_path,),
+        )
+    write_sidecar(mask_path, kind, arrays, (image_path,))
+    return arrays
 
 
 def fine_regions(

@@ -29,6 +29,7 @@ class LevelModels(ProbabilityModel):
         self.level_fields = list(level_fields)
         self.subs = [base.for_level(f) for f in self.level_fields[1:]]
         self.needs_image = base.needs_image or any(m.needs_image for m in self.subs)
+        self.thread_safe = base.thread_safe and all(m.thread_safe for m in self.subs)
         fields = [base.fields, *[m.fields for m in self.subs]]
         self.fields = (
             None

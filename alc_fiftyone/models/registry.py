@@ -7,7 +7,37 @@ from typing import Any
 
 from .base import ProbabilityModel
 
-MODELS = ("features", "sam_head", "backbone:<resnet>", "field:<name>", "<callable>")
+MODELS = ("auto", "features", "sam_head", "backbone:<resnet>", "field:<name>", "<callable>")
+
+
+def default_model() -> str:
+    """What ``model="auto"`` (the default of rank_superpixels and simulate) means here:
+    ``"sam_head"`` (a head on SAM's image embeddings) where CUDA is available and a SAM
+    checkpoint is found (``$ALC_SAM_CHECKPOINT`` or FiftyOne's model zoo folder; nothing is
+    downloaded), else ``"features"`` (the CPU model).
+
+    Returns
+    -------
+    str
+        ``"sam_head"`` or ``"features"``.
+    """
+    from ..core.acquisition.common import _cuda_available
+
+    if not _cuda_available():
+        return "features"
+    from ..core.sam import SamCheckpointError, find_checkpoint
+
+    try:
+        find_checkpoint("vit_h", None, _zoo_dir())
+    except SamCheckpointError:
+        return "features"
+    return "sam_head"
+
+
+def _zoo_dir():
+    import fiftyone as fo
+
+    return fo.config.model_zoo_dir
 
 
 def get_model(model: Any, **kwargs) -> ProbabilityModel:
@@ -16,7 +46,9 @@ def get_model(model: Any, **kwargs) -> ProbabilityModel:
     Parameters
     ----------
     model
-        P(class | pixel): ``"features"``, ``"sam_head"``, ``"backbone:<resnet>"``,
+        P(class | pixel): ``"auto"`` (:func:`default_model`: ``"sam_head"`` on a CUDA machine
+        with a SAM checkpoint, else ``"features"``), ``"features"``, ``"sam_head"``,
+        ``"backbone:<resnet>"``,
         ``"field:<name>"``, a callable ``fn(sample, image) -> (C, H, W)`` or a
         :class:`~alc_fiftyone.models.base.ProbabilityModel`.
     **kwargs
@@ -29,6 +61,8 @@ def get_model(model: Any, **kwargs) -> ProbabilityModel:
     """
     if isinstance(model, ProbabilityModel):
         return model
+    if model == "auto":
+        model = default_model()
     if callable(model):
         from .external import CallableModel
 

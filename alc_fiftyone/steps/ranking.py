@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from ..core import acquisition as acq
 from ..core.noise import sample_seed
+from ..core.pool import thread_map
 from ..errors import ALCError, SampleError
 from ..models.base import FitContext, LabelCensus, ProbabilityModel
 from ..models.levels import level_model
@@ -137,11 +138,11 @@ def rank_superpixels(
     budget: float | None = None,
     queries_field: str = QUERIES_FIELD,
     exclude_answered: bool = True,
-    model: str | Callable | ProbabilityModel = "features",
+    model: str | Callable | ProbabilityModel = "auto",
     tau: float = 0.0,
     seed: int = 0,
     revised_field: str = REVISED_FIELD,
-    device: str = "cpu",
+    device: str = "auto",
     model_kwargs: dict | None = None,
     num_suggestions: int = 3,
     skip_failures: bool = False,
@@ -173,7 +174,9 @@ def rank_superpixels(
         Do not ask again about regions that have an answer (followed by their pixels when
         the superpixels were recomputed since).
     model : str, callable or ProbabilityModel
-        P(class | pixel): ``"features"``, ``"sam_head"``, ``"backbone:<resnet>"``,
+        P(class | pixel): ``"auto"`` (``"sam_head"`` where CUDA is available and a SAM
+        checkpoint is found, else ``"features"``: :func:`alc_fiftyone.models.registry.
+        default_model`), ``"features"``, ``"sam_head"``, ``"backbone:<resnet>"``,
         ``"field:<name>"``, a callable ``fn(sample, image) -> (C, H, W)`` or a
         :class:`~alc_fiftyone.models.base.ProbabilityModel`; fitted first, out of fold.
     tau : float
@@ -184,7 +187,8 @@ def rank_superpixels(
     revised_field : str
         The corrected labels the answers write.
     device : str
-        Where the acquisition runs (``"cpu"``, ``"cuda"``, ``"auto"``, ...).
+        Where the acquisition runs: ``"auto"`` (the torch backend on CUDA when available,
+        else the CPU backend), ``"cpu"``, ``"cuda"``, ...
     model_kwargs : dict, optional
         Keyword arguments of the model (e.g. ``{"granularity": "fine"}``).
     num_suggestions : int
@@ -358,11 +362,11 @@ def rank_with(
     budget=None,
     queries_field: str = QUERIES_FIELD,
     exclude_answered: bool = True,
-    model="features",
+    model="auto",
     tau: float = 0.0,
     seed: int = 0,
     revised_field: str = REVISED_FIELD,
-    device: str = "cpu",
+    device: str = "auto",
     model_kwargs: dict | None = None,
     num_suggestions: int = 3,
     skip_failures: bool = False,
@@ -541,15 +545,13 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
     num_excluded = 0
     sp_paths: dict[str, str] = {}
     work = plan.work
-    for order, sample in enumerate(track(work.iter_samples(), len(work), progress, "ranking")):
+
+    def read_and_score(sample):
+        """Read one sample and score every level of its hierarchy (in a thread)."""
         try:
             levels, labels, probs = _read_for_scoring(sample, plan)
         except SampleError as e:
-            if not skip:
-                raise
-            plan.failed.append(failure_record(e))
-            continue
-        sp_paths[sample.id] = levels.paths[0]
+            return sample, e
         score_level = acquisition_scorer(
             probs,
             labels,
@@ -563,8 +565,8 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
         if plan.scorer is not None:
             base_score = score_level
 
-            def score_level(lv, smap, base=base_score, sample=sample, probs=probs, labels=labels):
-                res = base(lv, smap)
+            def score_level(lv, smap):
+                res = base_score(lv, smap)
                 if len(res):
                     res.scores = np.asarray(
                         plan.scorer(sample, probs[lv], smap, labels, res), np.float64
@@ -579,6 +581,20 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
             score_level,
             plan.asked_levels,
         )
+        return sample, (scored, labels, probs)
+
+    # a few samples ahead in threads where the model allows it and the acquisition runs on
+    # the CPU (the numba kernels and image decoding release the GIL); in order either way
+    threads = 1 if not plan.model.thread_safe or not acq.runs_on_host(device) else None
+    results = thread_map(read_and_score, work.iter_samples(), threads)
+    for order, (sample, got) in enumerate(track(results, len(work), progress, "ranking")):
+        if isinstance(got, SampleError):
+            if not skip:
+                raise got
+            plan.failed.append(failure_record(got))
+            continue
+        scored, labels, probs = got
+        sp_paths[sample.id] = scored.levels.paths[0]
         num_excluded += scored.num_excluded
         if method == "classbal":
             if len(scored.results[0]):
@@ -595,7 +611,7 @@ def _write(plan, ranked, sp_paths, tau, run_id, progress) -> dict:
     round's record (not recorded yet)."""
     samples, queries_field = plan.samples, plan.queries_field
     dataset = db.dataset_of(samples)
-    dataset.reload()  # the round history as it is now, not as it was when this run began
+    db.reload_dataset(dataset)  # the round history as it is now, not when this run began
     rounds = list(alc_info(dataset).get("rounds") or [])
     round_no = 1 + sum(1 for r in rounds if r.get("queries_field") == queries_field)
     now = datetime.now(timezone.utc)

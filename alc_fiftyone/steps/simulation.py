@@ -153,7 +153,7 @@ def simulate(
     method: str | Scorer = "sim",
     oracle: str = "majority",
     seed: int = 0,
-    model: Any = "features",
+    model: Any = "auto",
     superpixel_field: str = SUPERPIXELS_FIELD,
     queries_field: str = SIM_QUERIES_FIELD,
     revised_field: str = SIM_REVISED_FIELD,
@@ -161,7 +161,7 @@ def simulate(
     exclude_answered: bool = True,
     reset: bool = True,
     model_kwargs: dict | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     levels: int | None = None,
     propagate: bool = False,
     propagate_threshold: float = 0.99,
@@ -209,7 +209,8 @@ def simulate(
     seed
         Seed of everything random in the step.
     model
-        P(class | pixel): ``"features"``, ``"sam_head"``, ``"backbone:<resnet>"``,
+        P(class | pixel): ``"auto"`` (``"sam_head"`` on a CUDA machine with a SAM checkpoint,
+        else ``"features"``), ``"features"``, ``"sam_head"``, ``"backbone:<resnet>"``,
         ``"field:<name>"``, a callable ``fn(sample, image) -> (C, H, W)`` or a
         :class:`~alc_fiftyone.models.base.ProbabilityModel`.
     superpixel_field

@@ -23,8 +23,9 @@ from ..store.fields import (
 )
 from ..store.files import check_same_size, read_image, read_segmentation
 from ..store.info import alc_info, update_alc_info
-from ..store.masks import compute_mask_field
+from ..store.masks import MaskJob, compute_mask_field
 from ..store.roles import LABELS, SUPERPIXELS, require_readable, require_writable
+from . import region_jobs as jobs
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
@@ -50,6 +51,7 @@ def compute_superpixels(
     revised_field: str = REVISED_FIELD,
     levels: int | None = None,
     level_params: list[dict] | None = None,
+    workers: int | None = None,
     **params,
 ) -> dict:
     """Compute superpixels for every sample of ``samples`` into ``field``.
@@ -67,7 +69,10 @@ def compute_superpixels(
     ``scale``, ``min_size``; for ``"sam"`` those of ``method="sam"`` below). Defaults, chosen
     at equal clicks on CamVid and horses (docs/method.md): ``min_area=256`` and, on
     Felzenszwalb, ``scale = 0.008 * height * width`` (so regions cover a similar share of
-    any image size), ``min_size=100``. Each mask
+    any image size), ``min_size=100``, computed on the image shrunk to about 50,000 pixels
+    (by a whole factor: CamVid frames and PASCAL images by 2; ``work_pixels=0`` keeps the
+    full resolution) and grown back, so that the base costs a fifth; the regions follow the
+    labels at full resolution either way. Each mask
     records the ``label_field`` and the label mask it followed. Never give it the ground
     truth of a simulation: regions cut along the truth measure nothing
     (:func:`alc_fiftyone.simulate` refuses them).
@@ -129,6 +134,10 @@ def compute_superpixels(
         Levels of the region hierarchy (see above; None: 2 for label-aware regions, else 1).
     level_params
         Parameters of each finer level (see above; None: :data:`LEVEL_DEFAULTS`).
+    workers
+        Processes computing the regions of different images at once (None: one per CPU;
+        1: in this process); the database is read and written here only. The regions are
+        the same for any number. With ``method="sam"``: the CPU threads of gap filling.
     **params
         The method's parameters (see above).
 
@@ -169,6 +178,7 @@ def compute_superpixels(
             skip_failures=skip_failures,
             progress=progress,
             finish=finish,
+            workers=workers,
             **sam_params,
         )
     elif method == "sam":
@@ -178,6 +188,7 @@ def compute_superpixels(
             overwrite=overwrite,
             skip_failures=skip_failures,
             progress=progress,
+            workers=workers,
             **params,
         )
         counts = None
@@ -196,12 +207,12 @@ def compute_superpixels(
             )
         else:
             read = ("filepath",)  # only the image: other fields are not loaded
-
-            def one(sample):
-                ids = csp.superpixels(read_image(sample), method=method, **params)
-                n = int(ids.max())
-                counts.append(n)
-                return ids, {"num_superpixels": n, "method": method}
+            csp.superpixels(np.zeros((4, 4, 3), np.uint8), method=method, **params)  # bad params
+            one = MaskJob(
+                lambda sample: (sample.id, sample.filepath, method, params),
+                jobs.image_superpixels,
+                lambda attrs: counts.append(attrs["num_superpixels"]),
+            )
 
         summary = compute_mask_field(
             samples,
@@ -214,6 +225,7 @@ def compute_superpixels(
             progress=progress,
             desc=f"superpixels ({method})",
             select_fields=read,
+            workers=workers,
         )
     dataset = dataset_of(samples)
     if dataset.default_mask_targets:
@@ -247,7 +259,7 @@ def compute_superpixels(
     n_levels = (2 if method == "label_aware" else 1) if levels is None else int(levels)
     if n_levels > 1 or (before or {}).get("levels"):
         summary["levels"] = finer_levels(
-            samples, field, n_levels, level_params, overwrite, skip_failures, progress
+            samples, field, n_levels, level_params, overwrite, skip_failures, progress, workers
         )
     return summary
 
@@ -266,12 +278,11 @@ def finer_levels(
     overwrite: bool = False,
     skip_failures: bool = False,
     progress: ProgressCallback | None = None,
+    workers: int | None = None,
 ) -> list[dict]:
     """Compute levels 1..``levels - 1`` of the hierarchy whose top level is ``field`` (see
     :func:`compute_superpixels`) and record them; ``levels=1`` drops the record of finer
     levels (their fields stay, no ranking reads them). Returns one summary per level."""
-    from ..core.regions import nested_regions
-
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
     params_list = list(level_params or [])
@@ -287,49 +298,25 @@ def finer_levels(
         min_area = int(p.pop("min_area", 32))
         if base not in ("felzenszwalb", "slic"):
             raise ValueError(f"level {k}: base must be 'felzenszwalb' or 'slic', got {base!r}")
-        scale_pp = p.pop("scale_per_pixel", None)
-        area = p.pop("area", None)
+        sized = {key: p.pop(key) for key in ("scale_per_pixel", "area") if key in p}
         csp.superpixels(np.zeros((4, 4, 3), np.uint8), method=base, **p)  # bad params now
 
-        def one(
-            sample,
-            parent=parent,
-            k=k,
-            base=base,
-            p=p,
-            min_area=min_area,
-            scale_pp=scale_pp,
-            area=area,
-        ):
-            image = read_image(sample)
-            above = read_segmentation(sample, parent)
-            check_same_size(sample, "the image", image.shape, repr(parent), above.shape)
-            q = dict(p)
-            hw = image.shape[0] * image.shape[1]
-            if base == "felzenszwalb":
-                q.setdefault("min_size", max(min_area, 20))
-                if "scale" not in q:
-                    q["scale"] = (scale_pp or 0.0012) * hw
-            elif "n_segments" not in q:
-                q["n_segments"] = max(1, round(hw / float(area or 330)))
-            ids = nested_regions(
-                above, csp.superpixels(image, method=base, **q), image=image, min_area=min_area
-            )
-            n = int(ids.max())
-            return ids, {
-                "num_superpixels": n,
+        def prepare(sample, parent=parent, k=k, base=base, p=p, min_area=min_area, sized=sized):
+            attrs = {
                 "method": "nested",
                 "level": k,
                 "parent_field": parent,
                 "parent_path": sample[parent].mask_path,
             }
+            source = jobs.mask_source(sample, parent)
+            return (sample.id, sample.filepath, source, base, {**p, **sized}, min_area, attrs)
 
         todo = _stale_level(samples, name, parent, overwrite)
         if len(todo):
             summary = compute_mask_field(
                 todo,
                 name,
-                one,
+                MaskJob(prepare, jobs.nested_level),
                 overwrite=True,
                 skip_failures=skip_failures,
                 progress=progress,
@@ -337,6 +324,7 @@ def finer_levels(
                 select_fields=(parent,),
                 kind=SUPERPIXELS,
                 step="compute_superpixels",
+                workers=workers,
             )
         else:
             summary = {"field": name, "processed": 0, "skipped_existing": len(samples)}
@@ -351,10 +339,7 @@ def finer_levels(
             "top": field,
             "params": {"base": base, "min_area": min_area, **_plain_params(p)},
         }
-        if scale_pp is not None or area is not None:
-            record["params"]["scale_per_pixel" if scale_pp is not None else "area"] = (
-                scale_pp if scale_pp is not None else area
-            )
+        record["params"].update(sized)
         update_alc_info(dataset, **{f"superpixels.{name}": record})
         parent = name
     update_alc_info(dataset, **{f"superpixels.{field}.levels": names})
@@ -424,8 +409,6 @@ def _label_aware_fn(samples, params: dict, counts: list, label_field, revised_fi
     None, ``finish(sample, base_ids)`` for base regions made elsewhere (SAM)."""
     from ..core.regions import (
         DEFAULT_MIN_AREA,
-        FELZENSZWALB_MIN_SIZE,
-        FELZENSZWALB_SCALE_PER_PIXEL,
         IGNORE_MODES,
         label_aware_regions,
     )
@@ -445,7 +428,10 @@ def _label_aware_fn(samples, params: dict, counts: list, label_field, revised_fi
     if source and not samples.has_field(source):
         raise ALCError(f"base {base!r}: the dataset has no superpixel field {source!r}")
     if base in ("felzenszwalb", "slic"):
-        csp.superpixels(np.zeros((4, 4, 3), np.uint8), method=base, **params)  # bad params now
+        check = {
+            k: v for k, v in params.items() if not (base == "felzenszwalb" and k == "work_pixels")
+        }
+        csp.superpixels(np.zeros((4, 4, 3), np.uint8), method=base, **check)  # bad params now
     elif params and base is not None:
         raise ValueError(f"unknown parameters for label_aware on {base!r}: {sorted(params)}")
     require_segmentation_field(samples, label_field, "label")
@@ -473,21 +459,24 @@ def _label_aware_fn(samples, params: dict, counts: list, label_field, revised_fi
     if base is None:
         return lambda sample, image, base_ids: regions(sample, image, base_ids)
 
-    def one(sample):
-        image = read_image(sample)
-        if source:
-            base_ids = read_segmentation(sample, source)
-        elif base == "felzenszwalb":
-            # the scale grows with the image, so that a region covers a similar share of
-            # any image (FELZENSZWALB_SCALE_PER_PIXEL, by measurement)
-            p = {"min_size": FELZENSZWALB_MIN_SIZE, **params}
-            p.setdefault("scale", FELZENSZWALB_SCALE_PER_PIXEL * image.shape[0] * image.shape[1])
-            base_ids = csp.superpixels(image, method=base, **p)
-        else:
-            base_ids = csp.superpixels(image, method=base, **params)
-        return regions(sample, image, base_ids)
+    options = {"min_area": min_area, "ignore_index": ignore, "ignore": mode}
 
-    return one
+    def prepare(sample):
+        revised = sample.has_field(revised_field) and sample[revised_field] is not None
+        followed = revised_field if revised else label_field
+        attrs = {
+            "method": "label_aware",
+            "base": base,
+            "label_field": label_field,
+            "labels_path": sample[followed].mask_path,
+        }
+        labels = jobs.mask_source(sample, followed)
+        base_source = jobs.mask_source(sample, source) if source else None
+        return (sample.id, sample.filepath, labels, base, base_source, params, options, attrs)
+
+    return MaskJob(
+        prepare, jobs.label_aware, lambda attrs: counts.append(attrs["num_superpixels"])
+    )
 
 
 def _pseudo_instances_fn(params: dict, counts: list):

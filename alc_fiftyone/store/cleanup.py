@@ -4,7 +4,9 @@ Masks are never rewritten in place (:mod:`alc_fiftyone.store.files`): every answ
 recomputed superpixel map or interrupted step leaves the previous file behind, so that undo and
 crashes are safe. :func:`clean_files` deletes the files in the dataset's folder that no sample
 of any dataset (the dataset, its clones and saved versions point into the same folder), no
-answer's undo record and no propagation record refers to.
+answer's undo record and no propagation record refers to. A mask's sidecars (the features
+computed from it, :mod:`alc_fiftyone.store.sidecars`) are kept while the mask is kept and
+removed with it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 from ..progress import ProgressCallback, track
 from .db import dataset_of
 from .files import dataset_dir
+from .sidecars import sidecar_owner
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
@@ -58,7 +61,8 @@ def clean_files(
     refers to (see :func:`referenced_files`).
 
     Files younger than ``min_age`` seconds are kept: another process may have just written
-    one and not yet pointed its sample at it. The SAM embeddings cache is kept. With
+    one and not yet pointed its sample at it. A mask's sidecars (its cached features) follow
+    the mask: kept with it, removed with it. The SAM embeddings cache is kept. With
     ``dry_run`` nothing is deleted. Returns ``{"folder", "removed", "bytes", "kept",
     "recent", "dry_run", "examples"}`` (``examples``: up to 10 of the files removed).
 
@@ -99,14 +103,20 @@ def clean_files(
         if p.is_file() and not p.is_symlink() and EMBEDDINGS not in p.relative_to(folder).parts
     ]
     for path in track(files, len(files), progress, "cleaning files"):
-        if os.path.realpath(path) in keep:
+        owner = sidecar_owner(path)
+        if os.path.realpath(owner if owner is not None else path) in keep:
             summary["kept"] += 1
             continue
         try:
             stat = path.stat()
         except FileNotFoundError:
             continue
-        if now - stat.st_mtime < min_age:
+        try:
+            # a sidecar lives as long as its mask: young while the mask is young
+            born = stat.st_mtime if owner is None else owner.stat().st_mtime
+        except FileNotFoundError:
+            born = None  # its mask is gone: the sidecar goes too
+        if born is not None and now - born < min_age:
             summary["recent"] += 1
             continue
         if not dry_run:

@@ -10,8 +10,11 @@ FiftyOne upgrade means auditing this file only. What they rely on (FiftyOne 1.x)
   ``._is_patches`` and ``._root_dataset``;
 - ``Dataset._sample_collection`` (the pymongo collection of its samples),
   ``._sample_collection_name`` and ``._doc.id``;
-- ``fiftyone.core.odm.get_db_conn()`` (the database: also the ids of all datasets) and ``fo.Sample._reload_docs`` (refresh
-  the in-memory samples after a direct write).
+- ``fiftyone.core.odm.get_db_conn()`` (the database: also the ids of all datasets),
+  ``fo.Sample._instances`` (the in-memory samples of a collection),
+  ``Dataset._sample_dict_to_doc`` and ``Dataset._reload(hard=True)`` (refresh in-memory
+  samples after a direct write, in one query, and the dataset document without reloading
+  every sample held in memory).
 """
 
 from __future__ import annotations
@@ -40,12 +43,46 @@ def samples_collection(samples):
     return dataset_of(samples)._sample_collection
 
 
-def reload_samples(samples, sample_ids) -> None:
+def reload_samples(samples, sample_ids, new_docs: bool = False) -> None:
     """Refresh the in-memory copies of these samples after a direct database update, so that
-    a later ``sample.save()`` of one of them does not write back what it held before."""
+    a later ``sample.save()`` of one of them does not write back what it held before.
+
+    Only samples held in memory are read, all in one query (``Sample.reload`` reads one
+    document per call: a ranking's write refreshed every sample a caller held, one query
+    each). ``new_docs``: build their documents anew (of the dataset's current schema).
+    """
     import fiftyone as fo
 
-    fo.Sample._reload_docs(collection_key(samples), sample_ids=list(sample_ids))
+    live = fo.Sample._instances.get(collection_key(samples))
+    if not live:
+        return
+    held = [s for s in (live.get(str(i)) for i in sample_ids) if s is not None]
+    ds = dataset_of(samples)
+    if (len(held) <= 2 and not new_docs) or ds.media_type != "image":
+        for sample in held:
+            sample.reload(hard=False)
+        return
+    by_id = {sample._id: sample for sample in held}
+    for doc in samples_collection(samples).find({"_id": {"$in": list(by_id)}}):
+        sample = by_id.get(doc["_id"])
+        if sample is not None:
+            sample._doc = ds._sample_dict_to_doc(doc, _reload_backing_docs=False)
+
+
+def reload_dataset(dataset) -> None:
+    """Read the dataset's own document again (its ``info``, fields, mask targets written by
+    another process), without reloading every sample held in memory as
+    ``Dataset.reload()`` does. Samples held in memory whose documents are of a schema the
+    reload replaced (a field was added meanwhile) are refreshed too, in one query: else they
+    would not know the new field."""
+    import fiftyone as fo
+
+    ds = dataset_of(dataset)
+    ds._reload(hard=True)
+    live = fo.Sample._instances.get(collection_key(ds)) or {}
+    stale = [sid for sid, s in list(live.items()) if type(s._doc) is not ds._sample_doc_cls]
+    if stale:
+        reload_samples(ds, stale, new_docs=True)
 
 
 def update_sample(
@@ -130,7 +167,7 @@ def update_dataset_document(dataset, update: dict, condition: dict | None = None
     ds = dataset_of(dataset)
     query = {"_id": ds._doc.id, **(condition or {})}
     res = foo.get_db_conn().datasets.update_one(query, update)
-    ds.reload()
+    reload_dataset(ds)
     return res.modified_count == 1
 
 

@@ -171,6 +171,35 @@ def write_mask(array: np.ndarray, dataset, field: str, sample_id: str) -> str:
         ) from e
 
 
+def ready_mask_dir(dataset, field: str) -> Path:
+    """The folder of ``field``'s masks, created (inside ``ALC_FIFTYONE_DIR``, checked):
+    where :func:`compute_mask_file` writes. OutputError when it cannot be made."""
+    folder = field_dir(dataset, field)
+    try:
+        _check_inside_alc_dir(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the folder {folder}: {os_error_text(e)}") from e
+    return folder
+
+
+def compute_mask_file(compute, args: tuple, path: str, sample_id: str, field: str):
+    """``compute(*args) -> (mask, attributes)``, the mask written to ``path`` (a new file of
+    :func:`new_mask_path` in a :func:`ready_mask_dir`); returns ``(path, attributes)``. A pure
+    function of files, run in a worker process by :func:`alc_fiftyone.store.masks.
+    compute_mask_field`; a write error is an OutputError as in :func:`write_mask`."""
+    mask, attrs = compute(*args)
+    try:
+        write_png(mask, Path(path))
+    except OSError as e:
+        raise OutputError(
+            f"sample {sample_id}: cannot write the {field!r} mask in {Path(path).parent}: "
+            f"{os_error_text(e)}; the sample keeps its previous mask and nothing was "
+            "half-written"
+        ) from e
+    return path, attrs
+
+
 def read_png_array(
     path: str | Path, sample_id: str | None = None, allow_float: bool = False
 ) -> np.ndarray:

@@ -38,9 +38,9 @@ def test_model_input_offers_models_and_map_fields(plugin, demo, operator):
     demo.add_sample_field("my_probs_path", fo.StringField)
     prop = resolve_input(operator, demo)["model"]
     values = [c.value for c in prop.view.choices]
-    assert values[:3] == ["features", "sam_head", "backbone:resnet50"]
+    assert values[:4] == ["auto", "features", "sam_head", "backbone:resnet50"]
     assert "field:my_probs" in values and "field:my_probs_path" in values
     assert "field:filepath" not in values
-    assert prop.default == "features"
+    assert prop.default == "auto"  # the SDK's default: sam_head on a GPU, else features
     assert prop.view.to_json()["allow_user_input"]  # a typed value is still accepted
     assert prop.type.__class__.__name__ == "String"

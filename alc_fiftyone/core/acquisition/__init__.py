@@ -45,7 +45,7 @@ means summed in float64, then rounded), so they choose the same pixels, ties inc
 reference and as the baseline of ``benchmarks/acquisition_speed.py``.
 """
 
-from .api import expansion_mask, score_superpixels
+from .api import expansion_mask, runs_on_host, score_superpixels
 from .common import (
     METHODS,
     SuperpixelScores,
@@ -64,6 +64,7 @@ __all__ = [
     "classbal_scores",
     "expansion_mask",
     "numba_available",
+    "runs_on_host",
     "score_loop",
     "score_superpixels",
 ]

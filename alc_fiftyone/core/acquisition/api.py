@@ -21,6 +21,12 @@ from .reference import cos_to_vector
 from .vectorized import _score
 
 
+def runs_on_host(device: Any) -> bool:
+    """Whether ``device`` (as :func:`score_superpixels` takes it) resolves to a CPU backend
+    (numba or numpy) for numpy inputs."""
+    return isinstance(_resolve_backend(device, ()), str)
+
+
 def _resolve_backend(device: Any, inputs: tuple[Any, ...]) -> Any:
     """Return ``"numba"`` or ``"numpy"`` for a host backend, else the ``torch.device``."""
     tensors = [x for x in inputs if _is_tensor(x)]

@@ -4,6 +4,8 @@ follow (so that they choose the same representative and expansion region)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,8 +111,32 @@ def _is_torch_device(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and type(x).__name__ == "device"
 
 
+#: files present where a CUDA (or ROCm) driver is installed: without any of them torch is
+#: not imported just to be told there is no GPU (importing it costs seconds)
+_GPU_DEVICE_FILES = (
+    "/dev/nvidiactl",
+    "/dev/nvidia0",
+    "/proc/driver/nvidia",
+    "/dev/dxg",
+    "/dev/kfd",
+)
+
+
+def _gpu_driver_present() -> bool:
+    """False where no GPU can be used: a Linux machine without a GPU driver's device files,
+    or macOS (torch has no CUDA build there); True elsewhere (torch is asked)."""
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return any(os.path.exists(p) for p in _GPU_DEVICE_FILES)
+    return True
+
+
 def _cuda_available() -> bool:
-    """True when torch is importable and sees a CUDA device."""
+    """True when torch is importable and sees a CUDA device (torch is not imported on a
+    machine without a GPU driver, see :func:`_gpu_driver_present`)."""
+    if "torch" not in sys.modules and not _gpu_driver_present():
+        return False
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
