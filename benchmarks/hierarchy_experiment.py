@@ -265,6 +265,11 @@ def run(
                     sc = oracle_gains(d.gt, labels[i], sp, ids, "majority", None, IGNORE)
                 elif method == "gain":
                     ids, sc = gain_scores(pm, sp, labels[i], C)
+                elif method.startswith("gainsim"):  # gain + lambda * sim, e.g. gainsim0.1
+                    lam = float(method[7:] or 0.1)
+                    ids, sc = gain_scores(pm, sp, labels[i], C)
+                    res = score_superpixels(pm, sp, labels[i], method="sim", ignore_index=IGNORE)
+                    sc = sc + lam * res.scores
                 else:
                     q = pm if pm is not None else np.full((C,) + sp.shape, 1.0 / C, np.float32)
                     res = score_superpixels(
