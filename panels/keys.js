@@ -6,7 +6,14 @@
 //
 // One component draws it all from one object, so the question, the picture, the buttons and
 // the keys always belong to the same query, and every answer carries that query's id (the
-// panel refuses an answer whose id is not the query it holds).
+// panel writes an answer only while this tab's reviewer holds that query).
+//
+// Each tab is its own reviewer: the card keeps its tab's id and reviewer name in
+// sessionStorage (a reload keeps them, another tab has its own) and sends them with every
+// event (param "card"); the panel's state is not used for them, since FiftyOne shares a
+// panel's state between the tabs of one App. The card draws only the answer to its latest
+// event (a late answer to an earlier one is dropped), and a name becomes the tab's once the
+// server accepted it.
 //
 // Keys (ignored while typing in a field or while a dialog is open):
 //   Enter: yes, it is <class>   1-9: no, it is the n-th class   M: mixed (split the region)
@@ -44,6 +51,36 @@
   function dialogOpen() {
     // an operator prompt or another modal: the keys are theirs
     return !!document.querySelector(".MuiDialog-root, [role='dialog']");
+  }
+
+  var TAB_KEY = "alc-review-tab";
+  var NAME_KEY = "alc-review-name";
+
+  function stored(key) {
+    try {
+      return window.sessionStorage.getItem(key) || "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  function store(key, value) {
+    try {
+      window.sessionStorage.setItem(key, value);
+    } catch (e) {
+      // no storage (a private window's quota): the tab keeps its identity until reloaded
+    }
+  }
+
+  function tabIdentity() {
+    // this tab's id and reviewer name; a new tab gets a new id and no name (the server
+    // then names it after the id, so two unnamed tabs are two reviewers)
+    var tab = stored(TAB_KEY);
+    if (!tab) {
+      tab = Math.random().toString(36).slice(2, 10) + Date.now().toString(36).slice(-4);
+      store(TAB_KEY, tab);
+    }
+    return { tab: tab, name: stored(NAME_KEY) };
   }
 
   function Key(props) {
@@ -95,13 +132,14 @@
     var draft = state[0];
     var setDraft = state[1];
     var editing = React.useRef(false);
+    // a new card shows the tab's name (also after a name the server refused)
     React.useEffect(
       function () {
         if (!editing.current) {
           setDraft(committed);
         }
       },
-      [committed]
+      [committed, props.seq]
     );
     function commit() {
       editing.current = false;
@@ -204,15 +242,44 @@
 
   function AlcReview(props) {
     var view = (props && props.schema && props.schema.view) || {};
-    var data = (props && props.data) || {};
-    var q = data.query || null;
+    var incoming = (props && props.data) || {};
     var trigger = foo.useTriggerPanelEvent();
+    var ident = React.useRef(null);
+    if (!ident.current) {
+      ident.current = tabIdentity();
+    }
+    var lastReq = React.useRef(0);
+    // what is drawn: the server's answer to this tab's latest event
+    var drawn = React.useRef({ req: -1, seq: null, data: {}, message: null, level: null });
+    if (incoming.seq !== undefined && incoming.seq !== drawn.current.seq) {
+      var req = typeof incoming.req === "number" ? incoming.req : -1;
+      if (req >= drawn.current.req) {
+        var keep = incoming.keep_message;
+        drawn.current = {
+          req: req,
+          seq: incoming.seq,
+          data: incoming,
+          message: keep ? drawn.current.message : incoming.message,
+          level: keep ? drawn.current.level : incoming.level,
+        };
+        if (incoming.reviewer && incoming.reviewer !== ident.current.name) {
+          ident.current.name = incoming.reviewer; // the name the server served this tab as
+          store(NAME_KEY, incoming.reviewer);
+        }
+      }
+    }
+    var data = drawn.current.data;
+    var q = data.query || null;
     var pending = React.useState(null);
     var busy = pending[0];
     var setBusy = pending[1];
     var listing = React.useState(false);
     var showSkipped = listing[0];
     var setShowSkipped = listing[1];
+    var skippedList = React.useRef([]);
+    if (Array.isArray(data.skipped)) {
+      skippedList.current = data.skipped;
+    }
     var latest = React.useRef({});
     // a new card (or the same query served again) ends what was pending
     React.useEffect(
@@ -226,30 +293,69 @@
       if (!uri) {
         return;
       }
+      var cur = q;
       if (guard) {
-        if (!q || busy === q.id) {
+        if (!cur || busy === cur.id) {
           return; // one answer per query on screen: a second press waits for the next card
         }
-        setBusy(q.id);
-        params = Object.assign({ query_id: q.id }, params || {});
+        setBusy(cur.id);
+        params = Object.assign({ query_id: cur.id }, params || {});
       }
-      trigger(uri, params || {}, false, function () {
+      lastReq.current += 1;
+      var card = {
+        tab: ident.current.tab,
+        reviewer: ident.current.name,
+        shown: cur ? { id: cur.id, sample_id: cur.sample_id } : null,
+        view_key: data.view_key || null,
+        whole: !!(cur && cur.whole),
+        req: lastReq.current,
+      };
+      trigger(uri, Object.assign({ card: card }, params || {}), false, function () {
         setBusy(null);
       });
     }
+
+    // the card appears: it sends itself (only it knows its tab), and the server shows the
+    // query this tab's reviewer holds, or the next one
+    var started = React.useRef(false);
+    React.useEffect(
+      function () {
+        if (!started.current && view.refresh) {
+          started.current = true;
+          send(view.refresh, { why: "start" }, false);
+        }
+      },
+      [view.refresh]
+    );
+    // an event the server got without this card (a view or dataset change, an operator's
+    // result) asks the card to send itself again
+    var resync = incoming.resync || null;
+    var resyncToken = resync ? resync.token : null;
+    React.useEffect(
+      function () {
+        if (resync && started.current) {
+          send(
+            view.refresh,
+            { why: resync.why, message: resync.message, level: resync.level, serve: resync.serve },
+            false
+          );
+        }
+      },
+      [resyncToken]
+    );
 
     var others = q ? (q.suggestions || []).filter(function (s) { return s !== q.label; }) : [];
     others = others.slice(0, 9);
     var actions = {
       yes: function () {
-        send(view.answer, { label: q.label, confirm: true }, true);
+        send(view.answer, { label: q.label, asked: q.label, confirm: true }, true);
       },
       pick: function (label) {
-        send(view.answer, { label: label }, true);
+        send(view.answer, { label: label, asked: q.label }, true);
       },
       nth: function (k) {
         if (others[k]) {
-          send(view.answer, { label: others[k] }, true);
+          send(view.answer, { label: others[k], asked: q.label }, true);
         }
       },
       skip: function () {
@@ -351,8 +457,8 @@
         }),
       ].concat(
         showSkipped
-          ? (data.skipped || []).length
-            ? (data.skipped || []).map(function (e) {
+          ? skippedList.current.length
+            ? skippedList.current.map(function (e) {
                 return h(AnswerButton, {
                   key: e.id,
                   small: true,
@@ -368,7 +474,8 @@
           : []
       )
     );
-    var level = data.level || "info";
+    var message = drawn.current.message;
+    var level = drawn.current.level || "info";
     var color = { error: "#f44336", warning: "#ffa726", success: "#66bb6a" }[level];
     var children = [];
     // progress and the name: one compact bar on top
@@ -388,19 +495,20 @@
           })
         ),
         h(NameField, {
-          value: data.reviewer,
+          value: ident.current.name || data.reviewer,
+          seq: data.seq,
           onCommit: function (name) {
             send(view.set_reviewer, { value: name }, false);
           },
         })
       )
     );
-    if (data.message) {
+    if (message) {
       children.push(
         h(
           "div",
           { key: "msg", role: "status", style: { fontSize: 13, color: color, lineHeight: "18px" } },
-          data.message
+          message
         )
       );
     }
