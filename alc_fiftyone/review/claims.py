@@ -46,8 +46,7 @@ def reviewer_name(name: str | None) -> str | None:
     name = str(name).strip()
     if len(name) > MAX_REVIEWER_NAME:
         raise QueryError(
-            f"a reviewer name has at most {MAX_REVIEWER_NAME} characters; this one has "
-            f"{len(name)}"
+            f"a reviewer name has at most {MAX_REVIEWER_NAME} characters; this one has {len(name)}"
         )
     if any(not c.isprintable() for c in name):
         raise QueryError("a reviewer name cannot hold line breaks, tabs or control characters")
