@@ -10,6 +10,7 @@ reported as saved is in the database under that tab's name, and no answer was re
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import pytest
 from app_browser import (  # noqa: F401 (fixtures)
@@ -130,6 +131,12 @@ def test_two_tabs_of_one_app_are_two_reviewers(team_dataset, launch_app, artifac
         for rank in ranks
         if rank not in done or done[rank].answered_by != name
     ]
+    by = sorted(f"{k}: {v}" for k, v in Counter(d.answered_by for d in done.values()).items())
+    print(
+        f"saved per tab {({n: len(v) for n, v in saved.items()})}; in the database "
+        f"{len(done)} answers by {by}; shown in both tabs {len(overlaps)}x; held under "
+        f"another name {len(foreign)}x; refused {len(refused)}; saved but wrong {len(wrong)}"
+    )
     assert not overlaps, f"the same query was shown in both tabs (ranks {overlaps})"
     assert not foreign, f"a tab showed a query held under another name: {foreign[:8]}"
     assert not refused, f"answers refused or lost ({len(refused)}): {refused[:6]}"
