@@ -40,7 +40,10 @@
     width: "100%",
     minWidth: 0,
     overflow: "hidden",
+    overflowWrap: "break-word", // a long name or class never runs off the card
   };
+  var MIN_FRAME = 160; // the picture's least height, pixels
+  var SLACK = 8; // room left under the card, pixels
 
   function typing(target) {
     var tag = (target && target.tagName) || "";
@@ -114,6 +117,8 @@
         title: props.title,
         sx: {
           textTransform: "none",
+          whiteSpace: "nowrap", // a button is one line ("Undo U" never wraps)
+          flexShrink: 0,
           minWidth: 0,
           py: props.small ? 0.25 : 0.5,
           px: props.small ? 1 : 1.5,
@@ -207,7 +212,7 @@
     );
     return h(
       "div",
-      { style: { display: "flex", alignItems: "center", gap: 8, minWidth: 220, flex: "1 1 220px" } },
+      { style: { display: "flex", alignItems: "center", gap: 8, minWidth: 190, flex: "1 1 190px" } },
       h("span", { style: { fontSize: 13, whiteSpace: "nowrap" } }, "Another class"),
       h(mui.Autocomplete, {
         options: props.classes || [],
@@ -228,7 +233,7 @@
         clearOnBlur: true,
         disabled: props.disabled,
         size: "small",
-        sx: { flex: 1, minWidth: 140 },
+        sx: { flex: 1, minWidth: 100 },
         noOptionsText: "no such class",
         renderInput: function (params) {
           return h(
@@ -281,6 +286,55 @@
       skippedList.current = data.skipped;
     }
     var latest = React.useRef({});
+    // the picture's frame: 3:2 across the card's width, at most as tall as the panel shows
+    // with the rest of the card below it; that height is set when the panel's size changes
+    // and only shrinks in between, when a card's other rows would push the last one out of
+    // view (the frame then keeps its size from one query to the next)
+    var rootRef = React.useRef(null);
+    var frameRef = React.useRef(null);
+    var sized = React.useState(null);
+    var frameHeight = sized[0];
+    var setFrameHeight = sized[1];
+    var sizeRef = React.useRef({ height: null, width: null, vh: null });
+    function fitFrame(fresh) {
+      var root = rootRef.current;
+      var frame = frameRef.current;
+      if (!root || !frame) {
+        return;
+      }
+      var cur = sizeRef.current;
+      var width = frame.clientWidth;
+      var vh = window.innerHeight;
+      var rest = root.scrollHeight - frame.offsetHeight;
+      var top = root.getBoundingClientRect().top;
+      var want = Math.round(Math.max(MIN_FRAME, vh - top - rest - SLACK));
+      var resized = fresh || cur.height === null || cur.width !== width || cur.vh !== vh;
+      if (resized ? Math.abs(want - cur.height) > 1 || cur.height === null : want < cur.height) {
+        sizeRef.current = { height: want, width: width, vh: vh };
+        setFrameHeight(want);
+      } else if (resized) {
+        sizeRef.current = { height: cur.height, width: width, vh: vh };
+      }
+    }
+    React.useLayoutEffect(function () {
+      fitFrame(false);
+    });
+    React.useEffect(function () {
+      function onResize() {
+        fitFrame(true);
+      }
+      window.addEventListener("resize", onResize);
+      var observer = window.ResizeObserver ? new window.ResizeObserver(onResize) : null;
+      if (observer && rootRef.current) {
+        observer.observe(rootRef.current.parentElement || rootRef.current);
+      }
+      return function () {
+        window.removeEventListener("resize", onResize);
+        if (observer) {
+          observer.disconnect();
+        }
+      };
+    }, []);
     // a new card (or the same query served again) ends what was pending
     React.useEffect(
       function () {
@@ -422,55 +476,54 @@
       []
     );
 
+    var nSkipped = data.skipped_count || 0;
+    var skippedToggle = h(AnswerButton, {
+      key: "skipped",
+      small: true,
+      label: "Skipped (" + nSkipped + ")" + (showSkipped ? " \u25b4" : " \u25be"),
+      title: "The queries you skipped: pick one to answer it now",
+      onClick: actions.skipped,
+    });
+    var skippedList_ = !showSkipped
+      ? []
+      : skippedList.current.length
+        ? skippedList.current.map(function (e) {
+            return h(AnswerButton, {
+              key: e.id,
+              small: true,
+              label: "rank " + e.rank + ": " + e.label,
+              title: "Answer this skipped query now",
+              onClick: function () {
+                actions.revisit(e.id);
+              },
+            });
+          })
+        : [h("span", { key: "none", style: { fontSize: 13, opacity: 0.75 } }, "none skipped")];
+    // one row: the skipped list's toggle and the end of the loop (the list opens under it)
     var tools = h(
       "div",
-      { key: "tools", style: { display: "flex", flexWrap: "wrap", gap: 6, marginTop: 4 } },
-      [
-        ["Open sample", view.open_sample, "Open the sample with the query selected"],
-        ["Queue in grid", view.show_queue, "Show the review queue in the grid, best first"],
-        ["Rank again", view.rank_again, "Rank the superpixels again (retrains on the answers)"],
-        ["Save revised version", view.save_version, "Save the corrections as a new dataset"],
-        ["Export masks", view.export, "Write the corrected masks as PNG files"],
-      ].map(function (t) {
-        return h(AnswerButton, {
-          key: t[0],
-          small: true,
-          label: t[0],
-          title: t[2],
-          onClick: function () {
-            send(t[1], {}, false);
-          },
-        });
-      })
-    );
-    var nSkipped = data.skipped_count || 0;
-    var skippedRow = h(
-      "div",
-      { key: "skipped", style: { display: "flex", flexWrap: "wrap", alignItems: "center", gap: 6 } },
-      [
-        h(AnswerButton, {
-          key: "toggle",
-          small: true,
-          label: "Skipped (" + nSkipped + ")" + (showSkipped ? " \u25b4" : " \u25be"),
-          title: "The queries you skipped: pick one to answer it now",
-          onClick: actions.skipped,
+      { key: "tools", style: { display: "flex", flexWrap: "wrap", alignItems: "center", gap: 6 } },
+      [skippedToggle].concat(
+        [
+          ["Open sample", view.open_sample, "Open the sample with the query selected"],
+          ["Queue in grid", view.show_queue, "Show the review queue in the grid, best first"],
+          ["Rank again", view.rank_again, "Rank the superpixels again (retrains on the answers)"],
+          ["Save revised version", view.save_version, "Save the corrections as a new dataset"],
+          ["Export masks", view.export, "Write the corrected masks as PNG files"],
+        ].map(function (t) {
+          return h(AnswerButton, {
+            key: t[0],
+            small: true,
+            label: t[0],
+            title: t[2],
+            onClick: function () {
+              send(t[1], {}, false);
+            },
+          });
         }),
-      ].concat(
-        showSkipped
-          ? skippedList.current.length
-            ? skippedList.current.map(function (e) {
-                return h(AnswerButton, {
-                  key: e.id,
-                  small: true,
-                  label: "rank " + e.rank + ": " + e.label,
-                  title: "Answer this skipped query now",
-                  onClick: function () {
-                    actions.revisit(e.id);
-                  },
-                });
-              })
-            : [h("span", { key: "none", style: { fontSize: 13, opacity: 0.75 } },
-                 "none skipped")]
+        skippedList_.length
+          ? [h("div", { key: "list", style: { display: "flex", flexWrap: "wrap", gap: 6,
+                                              flexBasis: "100%" } }, skippedList_)]
           : []
       )
     );
@@ -485,13 +538,26 @@
         {
           key: "top",
           style: { display: "flex", flexWrap: "wrap", alignItems: "center", gap: "2px 16px",
-                   fontSize: 13, lineHeight: "18px" },
+                   fontSize: 13, lineHeight: "18px", minWidth: 0 },
         },
         h(
           "div",
-          { style: { flex: "1 1 260px" } },
+          { style: { flex: "1 1 260px", minWidth: 0 } },
           (data.progress || []).map(function (line, i) {
-            return h("div", { key: i, style: i ? { opacity: 0.75 } : null }, line);
+            return h(
+              "div",
+              {
+                key: i,
+                title: line,
+                style: {
+                  opacity: i ? 0.75 : 1,
+                  whiteSpace: "nowrap",
+                  overflow: "hidden",
+                  textOverflow: "ellipsis",
+                },
+              },
+              line
+            );
           })
         ),
         h(NameField, {
@@ -521,9 +587,8 @@
           " in this view. Rank again to get new queries, or change the view."
         )
       );
-      children.push(skippedRow);
       children.push(tools);
-      return h("div", { style: ROOT }, children);
+      return h("div", { style: ROOT, ref: rootRef }, children);
     }
     children.push(
       h(
@@ -548,12 +613,14 @@
         "div",
         {
           key: "frame",
+          ref: frameRef,
           style: {
             position: "relative",
             width: "100%",
+            flexShrink: 0,
             aspectRatio: "3 / 2",
-            maxHeight: "calc(100vh - 430px)",
-            minHeight: 200,
+            maxHeight: frameHeight || "calc(100vh - 430px)",
+            minHeight: MIN_FRAME,
             background: "#111",
             borderRadius: 4,
             overflow: "hidden",
@@ -591,7 +658,7 @@
             (e.now ? "outlined now: " : "") + e.name
           );
         }),
-        h("span", { style: { opacity: 0.7 } }, "\u2605 representative pixel")
+        h("span", { style: { opacity: 0.7 } }, "\u2605 inside the region asked about")
       )
     );
     var disabled = busy === q.id;
@@ -645,9 +712,8 @@
         h(AnswerButton, { label: "Undo", k: "U", onClick: actions.undo })
       )
     );
-    children.push(skippedRow);
     children.push(tools);
-    return h("div", { style: ROOT }, children);
+    return h("div", { style: ROOT, ref: rootRef }, children);
   }
 
   fop.registerComponent({

@@ -117,8 +117,8 @@ class ReviewPanel(foo.Panel):
             icon="fact_check",
             surfaces="grid",
             help_markdown=(
-                "Answer the correction queries: is the outlined region (star: its "
-                "representative pixel) of the class named? **Enter**: yes; **1-9**: no, it is "
+                "Answer the correction queries: is the outlined region (a star inside it) of "
+                "the class named? **Enter**: yes; **1-9**: no, it is "
                 "that class; **Another class**: any class, picked from the list; **S**: skip; "
                 "**U**: undo; **W**: whole image. Answers are saved at once."
             ),
@@ -704,9 +704,11 @@ def _progress_lines(p: dict, reviewer) -> list[str]:
 
 def _grid_defaults(ctx) -> None:
     """The grid and the sample view as a reviewer needs them, unless the dataset says
-    otherwise: the queries hidden (they cover every thumbnail; the App's default shows every
-    non-dense label field), and every label field's classes in the colours of the panel's
-    picture (FiftyOne colours by field by default: one colour for every class)."""
+    otherwise: the labels under review drawn and the queries hidden (they cover every
+    thumbnail; the App's default shows every non-dense label field), and every label field's
+    classes in the colours of the panel's picture (FiftyOne colours by field by default: one
+    colour for every class). Stored as the dataset's App settings, for every browser and
+    visit, and sent to this tab's App at once."""
     import fiftyone as fo
 
     from alc_fiftyone.errors import ALCError
@@ -717,11 +719,19 @@ def _grid_defaults(ctx) -> None:
         return
     config = dataset.app_config
     changed = False
-    if config.active_fields is None:
+    chosen = config.active_fields
+    # an empty list of paths is the App's "nothing chosen": every other browser then shows
+    # its own default, the queries on every thumbnail (an earlier panel stored that)
+    if chosen is None or not (chosen.paths or chosen.exclude):
         hidden = {r["queries_field"] for r in _rounds(dataset) if r.get("queries_field")}
         hidden.add(queries_field_of(dataset))
         active = fo.DatasetAppConfig.default_active_fields(dataset)
         active.paths = [p for p in active.paths if p.split(".")[0] not in hidden]
+        label_field = last_round(dataset).get("label_field") or (
+            (dataset.info or {}).get("alc") or {}
+        ).get("label_field")
+        if label_field and dataset.has_field(label_field) and label_field not in active.paths:
+            active.paths.insert(0, label_field)
         config.active_fields = active
         changed = True
         ctx.ops.set_active_fields(fields=list(active.paths))

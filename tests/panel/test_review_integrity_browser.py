@@ -449,7 +449,7 @@ def test_rank_again_after_queue_in_grid(app, app_dataset, artifacts, browser):
     settle(page, 1000)
     shot(page, artifacts, "1-rank-form")
     notice = page.get_by_text("Rank the superpixels of", exact=False).first.inner_text()
-    assert f"of {len(ds)} sample(s)" in notice, f"{notice!r} for {len(ds)} images"
+    assert f"of {len(ds)} image(s)" in notice, f"{notice!r} for {len(ds)} images"
     page.get_by_role("button", name=re.compile(r"^Execute")).click()
     wait_for(
         lambda: (ds.reload() or len(ds.info["alc"]["rounds"]) == 2) or operator_error(page),

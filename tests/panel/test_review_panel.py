@@ -640,7 +640,9 @@ def test_grid_defaults(ranked, panel):
     a = Session(panel, ranked, "panel-a", reviewer="ann")
     a.call("on_load")
     ranked.reload()
-    assert ranked.app_config.active_fields.paths == []  # the queries are not drawn
+    # the labels under review drawn, the queries not (a list the App takes as chosen: an
+    # empty one is its "nothing chosen", which shows the queries in every other browser)
+    assert ranked.app_config.active_fields.paths == ["pseudo"]
     scheme = ranked.app_config.color_scheme
     assert scheme.color_by == "value"
     fields = {f["path"]: f for f in scheme.fields}

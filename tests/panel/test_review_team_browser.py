@@ -133,7 +133,7 @@ def test_two_tabs_of_one_app_are_two_reviewers(team_dataset, launch_app, artifac
     ]
     by = sorted(f"{k}: {v}" for k, v in Counter(d.answered_by for d in done.values()).items())
     print(
-        f"saved per tab {({n: len(v) for n, v in saved.items()})}; in the database "
+        f"saved per tab { ({n: len(v) for n, v in saved.items()}) }; in the database "
         f"{len(done)} answers by {by}; shown in both tabs {len(overlaps)}x; held under "
         f"another name {len(foreign)}x; refused {len(refused)}; saved but wrong {len(wrong)}"
     )

@@ -256,14 +256,30 @@ def test_rank_form_prefills_the_fields_of_the_last_round(plugin, demo):
     assert props["queries_field"].default == "q"
 
 
-def test_operator_labels_put_the_main_one_first(plugin):
-    """Searching "rank" in the operator browser lists "Rank superpixels" before the merge."""
+def browser_choices(query: str) -> list[str]:
+    """The labels the App's operator browser lists for ``query``, in its order (FiftyOne App
+    1.x: an operator matches when its label, URI or description holds the text, any case;
+    matches are ordered by the first letter of the description, stably)."""
     import fiftyone.operators as foo
 
-    labels = sorted(
-        op.config.label for op in foo.list_operators() if "rank" in op.config.label.lower()
-    )
-    assert labels[0] == "ALC: Rank superpixels"
+    ops = [op for op in foo.list_operators() if not op.config.unlisted]
+    found = [
+        op
+        for op in ops
+        if any(
+            query.lower() in (t or "").lower()
+            for t in (op.config.label, op.uri, op.config.description)
+        )
+    ]
+    found.sort(key=lambda op: ord((op.config.description or op.config.label)[0]))
+    return [op.config.label for op in found]
+
+
+def test_operator_browser_finds_them_by_name(plugin):
+    """Typing "rank" lists "Rank superpixels" first; "merge ranking" finds the merge (the
+    browser test types them in the App)."""
+    assert browser_choices("rank")[0] == "ALC: Rank superpixels"
+    assert "ALC: Merge ranking (shards)" in browser_choices("Merge ranking")
 
 
 def test_a_user_error_in_the_app_is_one_line(plugin, demo, tmp_path):
