@@ -40,7 +40,7 @@
     width: "100%",
     minWidth: 0,
     overflow: "hidden",
-    overflowWrap: "break-word", // a long name or class never runs off the card
+    overflowWrap: "anywhere", // a long name or class never runs off the card
   };
   var MIN_FRAME = 160; // the picture's least height, pixels
   var SLACK = 8; // room left under the card, pixels
@@ -74,6 +74,8 @@
       // no storage (a private window's quota): the tab keeps its identity until reloaded
     }
   }
+
+  var gridReload = { asked: false }; // this page asked for the App settings (once)
 
   function tabIdentity() {
     // this tab's id and reviewer name; a new tab gets a new id and no name (the server
@@ -238,7 +240,7 @@
         renderInput: function (params) {
           return h(
             mui.TextField,
-            Object.assign({}, params, { placeholder: "pick from the list", size: "small" })
+            Object.assign({}, params, { placeholder: "pick a class", size: "small" })
           );
         },
       })
@@ -343,7 +345,7 @@
       [data.seq]
     );
 
-    function send(uri, params, guard) {
+    function send(uri, params, guard, done) {
       if (!uri) {
         return;
       }
@@ -366,6 +368,9 @@
       };
       trigger(uri, Object.assign({ card: card }, params || {}), false, function () {
         setBusy(null);
+        if (done) {
+          done();
+        }
       });
     }
 
@@ -387,6 +392,20 @@
     var resyncToken = resync ? resync.token : null;
     React.useEffect(
       function () {
+        if (resync && resync.why === "grid") {
+          // the dataset's new App settings (colours, fields drawn) go to the App session;
+          // then this tab is reloaded once, since thumbnails drawn meanwhile keep the App's
+          // own colours (its name and claims survive a reload)
+          if (!gridReload.asked) {
+            gridReload.asked = true;
+            send(view.refresh, { why: "grid" }, false, function () {
+              setTimeout(function () {
+                window.location.reload();
+              }, 1500);
+            });
+          }
+          return undefined;
+        }
         if (resync && started.current) {
           send(
             view.refresh,
@@ -394,6 +413,7 @@
             false
           );
         }
+        return undefined;
       },
       [resyncToken]
     );
@@ -542,7 +562,8 @@
         },
         h(
           "div",
-          { style: { flex: "1 1 260px", minWidth: 0 } },
+          // (its lines never widen the card: a long name is cut with an ellipsis)
+          { style: { flex: "1 1 260px", minWidth: 0, contain: "inline-size" } },
           (data.progress || []).map(function (line, i) {
             return h(
               "div",

@@ -326,7 +326,12 @@ class ReviewPanel(foo.Panel):
 
     def on_load(self, ctx):
         # the card sends itself when it appears (refresh, why "start"): only it knows its tab
-        _grid_defaults(ctx)
+        if _grid_defaults(ctx):
+            # new App settings: the card asks for them (refresh, why "grid": they go to the
+            # App session, which every tab and later visit of this App server shows), then
+            # reloads its tab once, since thumbnails drawn meanwhile keep the App's colours;
+            # the reviewer's name and claims survive a reload
+            self._resync(ctx, "grid")
 
     def on_change_view(self, ctx):
         self._resync(ctx, "view")
@@ -350,6 +355,8 @@ class ReviewPanel(foo.Panel):
             return self._serve(ctx, skip_ids=[shown] if shown else ())
         if why == "dataset":
             return self._serve(ctx)
+        if why == "grid":
+            return _apply_grid(ctx)
         if why == "notice":
             message = ctx.params.get("message")
             level = ctx.params.get("level") or "info"
@@ -577,6 +584,7 @@ class ReviewPanel(foo.Panel):
         )
         if failed:
             text += f"; {len(failed)} sample(s) kept their labels (unreadable masks)"
+        text = text.replace("`", "'")  # the operator's words are markdown; the line is text
         self._resync(ctx, "notice", message=text, level="warning" if failed else "success")
 
     def export(self, ctx):
@@ -596,7 +604,7 @@ class ReviewPanel(foo.Panel):
             f"Exported {_count(n) if n is not None else 'the'} masks to "
             f"{summary.get('out_dir', 'the folder')}"
         )
-        self._resync(ctx, "notice", message=text, level="success")
+        self._resync(ctx, "notice", message=text.replace("`", "'"), level="success")
 
     def _prompt(self, ctx, operator: str, params: dict, on_success) -> None:
         """Open one of this plugin's operators prefilled with ``params``; its result comes
@@ -702,13 +710,14 @@ def _progress_lines(p: dict, reviewer) -> list[str]:
     ]
 
 
-def _grid_defaults(ctx) -> None:
+def _grid_defaults(ctx) -> bool:
     """The grid and the sample view as a reviewer needs them, unless the dataset says
     otherwise: the labels under review drawn and the queries hidden (they cover every
     thumbnail; the App's default shows every non-dense label field), and every label field's
     classes in the colours of the panel's picture (FiftyOne colours by field by default: one
     colour for every class). Stored as the dataset's App settings, for every browser and
-    visit, and sent to this tab's App at once."""
+    visit of a new App server (:func:`_apply_grid` gives them to the running one); True
+    when they were new."""
     import fiftyone as fo
 
     from alc_fiftyone.errors import ALCError
@@ -716,7 +725,7 @@ def _grid_defaults(ctx) -> None:
 
     dataset = ctx.dataset
     if dataset is None:
-        return
+        return False
     config = dataset.app_config
     changed = False
     chosen = config.active_fields
@@ -734,7 +743,6 @@ def _grid_defaults(ctx) -> None:
             active.paths.insert(0, label_field)
         config.active_fields = active
         changed = True
-        ctx.ops.set_active_fields(fields=list(active.paths))
     if config.color_scheme is None:
         fields = []
         for path in sorted(dataset.mask_targets or {}):
@@ -752,6 +760,22 @@ def _grid_defaults(ctx) -> None:
         if fields:
             config.color_scheme = fo.ColorScheme(color_by="value", fields=fields)
             changed = True
-            ctx.trigger("set_color_scheme", {"color_by": "value", "fields": fields})
     if changed:
         dataset.save()
+    return changed
+
+
+def _apply_grid(ctx) -> None:
+    """The dataset's App settings (those :func:`_grid_defaults` stored) given to the running
+    App: its colour scheme (through the App, which keeps it in the session that every tab of
+    this App server shows) and the fields this tab draws."""
+    dataset = ctx.dataset
+    if dataset is None:
+        return
+    config = dataset.app_config
+    if config.color_scheme is not None:
+        scheme = config.color_scheme
+        fields = [dict(f) for f in scheme.fields or []]
+        ctx.trigger("set_color_scheme", {"color_by": scheme.color_by, "fields": fields})
+    if config.active_fields is not None and config.active_fields.paths:
+        ctx.ops.set_active_fields(fields=list(config.active_fields.paths))

@@ -260,10 +260,17 @@ def browser(artifacts):
 
 
 def open_review(page, url: str) -> None:
-    """Open the App and wait until the panel shows a query and its picture."""
+    """Open the App and wait until the panel shows a query and its picture (the first time
+    the panel opens a dataset without App settings it stores them and reloads the tab once,
+    so that the App takes them: then the reloaded page's)."""
     page.goto(url, timeout=120_000)
-    page.get_by_text(QUESTION, exact=False).first.wait_for(timeout=120_000)
-    page.locator("img[src^='data:image/png']").first.wait_for(timeout=30_000)
+    for _ in range(2):
+        page.get_by_text(QUESTION, exact=False).first.wait_for(timeout=120_000)
+        page.locator("img[src^='data:image/png']").first.wait_for(timeout=30_000)
+        page.evaluate("() => { window.__alcOpened = true; }")
+        page.wait_for_timeout(1500)
+        if page.evaluate("() => window.__alcOpened === true"):
+            return
 
 
 def focused(page) -> dict:
