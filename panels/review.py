@@ -197,25 +197,24 @@ class ReviewPanel(foo.Panel):
             except alc.ALCError as e:
                 message, level, keep_message = f"cannot draw the query: {e}", "error", False
         progress = self._progress(ctx, user)
-        ctx.panel.data.set(
-            "review",
-            {
-                "seq": next(_SEQ),
-                "req": card_in.get("req"),
-                "view_key": _view_key(ctx),
-                "query": card,
-                "classes": card.pop("classes") if card else [],
-                "progress": _progress_lines(progress, user),
-                "counts": progress,
-                "message": message,
-                "level": level,
-                "keep_message": bool(keep_message),
-                "reviewer": user,
-                "max_name": _max_name(),
-                "skipped_count": ((progress.get("total") or {}).get("skipped_by_user") or 0),
-                "skipped": skipped,
-            },
-        )
+        # key by key: what the card was asked to do meanwhile (``review.resync``) stays
+        payload = {
+            "seq": next(_SEQ),
+            "req": card_in.get("req"),
+            "view_key": _view_key(ctx),
+            "query": card,
+            "classes": card.pop("classes") if card else [],
+            "progress": _progress_lines(progress, user),
+            "counts": progress,
+            "message": message,
+            "level": level,
+            "keep_message": bool(keep_message),
+            "reviewer": user,
+            "max_name": _max_name(),
+            "skipped_count": ((progress.get("total") or {}).get("skipped_by_user") or 0),
+            "skipped": skipped,
+        }
+        ctx.panel.data.set({f"review.{k}": v for k, v in payload.items()})
 
     def _resync(self, ctx, why: str, **extra) -> None:
         """An event without the card (only the card knows its tab): ask it to send itself
