@@ -45,7 +45,17 @@ def reload_samples(samples, sample_ids) -> None:
     a later ``sample.save()`` of one of them does not write back what it held before."""
     import fiftyone as fo
 
-    fo.Sample._reload_docs(collection_key(samples), sample_ids=list(sample_ids))
+    key, ids = collection_key(samples), list(sample_ids)
+    for attempt in range(8):
+        try:
+            fo.Sample._reload_docs(key, sample_ids=ids)
+            return
+        except RuntimeError:
+            # FiftyOne iterates its registry of in-memory samples (a weak dictionary) without
+            # a lock: another thread (the App server runs two tabs' events at once) that
+            # made or freed a sample meanwhile stops the loop; the refresh is simply redone
+            if attempt == 7:
+                raise
 
 
 def update_sample(
