@@ -287,6 +287,22 @@ class ReviewPanel(foo.Panel):
         except (alc.ALCError, KeyError, TypeError):
             pass
 
+    def _in_view(self, ctx, query_id: str) -> bool:
+        """Whether the view the panel works on holds query ``query_id`` (of the sample the
+        card names): its sample, and the query among those the view's filters keep."""
+        from alc_fiftyone.review import sample_level
+
+        shown = self._shown(ctx) or {}
+        sample_id = shown.get("sample_id")
+        if not sample_id or ctx.view is None:
+            return False
+        try:
+            view = sample_level(ctx.view).select(sample_id)
+            ids = view.values(f"{self._field(ctx)}.detections.id", unwind=True)
+        except Exception:  # noqa: BLE001 (an id from the browser that is no sample id)
+            return False
+        return query_id in ids
+
     def _on_screen(self, ctx):
         """The query an answer event is for, when it is the one the tab shows and its
         reviewer holds it (a claim that expired is renewed if nobody took it); otherwise the
@@ -349,7 +365,10 @@ class ReviewPanel(foo.Panel):
                 # the App sends the same view again (e.g. after a new field appears with the
                 # first answer): keep the query and the message on screen
                 return None
-            # the query on screen may not be in the new view: give it back, pick again
+            # the App's view is the session's, so another tab can change it: the query on
+            # screen stays while the new view holds it, else it is given back
+            if shown and self._in_view(ctx, shown):
+                return self._serve(ctx, query_id=shown, keep_message=True)
             self._release(ctx, shown)
             return self._serve(ctx, skip_ids=[shown] if shown else ())
         if why == "dataset":

@@ -426,6 +426,13 @@ def test_view_change_events(ranked, panel):
     a.call("on_change_view")
     assert a.query["id"] == shown["id"] and a.message == message
     assert _det(ranked, shown["id"]).claimed_by == "ann"
+    # another tab opens the queue in the grid (the App's view is the session's): a view
+    # that still holds the query keeps it on screen, with its claim
+    a.view = alc.review_queue(ranked)
+    a.call("on_change_view")
+    assert a.query["id"] == shown["id"] and a.message == message
+    assert _det(ranked, shown["id"]).claimed_by == "ann"
+    a.view = None
     # a real change to a view without that query: given back, one of the new view served
     others = [
         i
