@@ -6,8 +6,13 @@ through the panel's own callbacks, run by FiftyOne's ExecutionContext as the App
 each timing covers the answer written to the database (new revised mask + query update), the
 claim of the next query, its PNG picture, the progress counts and the panel layout. The same
 steps are then timed one by one through the SDK. Prints one table (milliseconds).
+``--reviewers 2``: as many tabs of one App server (one panel, its state shared as the App shares
+it, each tab its own reviewer) answer at the same time, each in its own thread as the App
+server runs concurrent events; the table then has a row per reviewer and one for all, and
+the run checks that no query was served to two of them and every answer carries its tab's name.
 
     python benchmarks/panel_latency.py [--samples 5000] [--budget 2000] [--answers 100] [--check]
+    python benchmarks/panel_latency.py --reviewers 2          # two reviewers at once
     python benchmarks/panel_latency.py --samples 50000 --pool 200 --ranked-subset 5000 \
         --budget 16000                     # 50k samples, fast generation, 5k of them ranked
     python benchmarks/panel_latency.py --dataset NAME   # an existing dataset (ranked if not)
@@ -24,6 +29,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -49,23 +55,69 @@ def percentile(values, q: float) -> float:
 
 
 class PanelCall:
-    """Runs one panel callback as the App does (state carried between calls)."""
+    """Runs one panel callback as the App does for one tab: the card's identity (tab id,
+    name, query on screen) sent with every event, the panel data the tab's own, the panel
+    state the App session's (``state``: shared by the tabs of one App)."""
 
-    def __init__(self, panel, dataset, panel_id: str, reviewer: str):
+    def __init__(self, panel, dataset, panel_id: str, reviewer: str, state=None):
         self.panel, self.dataset, self.panel_id = panel, dataset, panel_id
-        self.state = {"reviewer": reviewer}
+        self.state = state if state is not None else {}
+        self.tab, self.name, self.req = f"tab-{uuid.uuid4().hex[:8]}", reviewer, 0
+        self.card: dict = {}
+
+    @property
+    def query(self):
+        return self.card.get("query")
 
     def __call__(self, method: str, **params):
         from fiftyone.operators.executor import ExecutionContext, Executor
 
+        q = self.query
+        self.req += 1
+        card = {
+            "tab": self.tab,
+            "reviewer": self.name,
+            "shown": {"id": q["id"], "sample_id": q["sample_id"]} if q else None,
+            "view_key": self.card.get("view_key"),
+            "req": self.req,
+        }
         req = {
             "dataset_name": self.dataset.name,
-            "params": {"panel_id": self.panel_id, "panel_state": self.state, **params},
+            "params": {
+                "panel_id": self.panel_id,
+                "panel_state": self.state,
+                "card": card,
+                **params,
+            },
         }
-        ctx = ExecutionContext(request_params=req, executor=Executor())
+        executor = Executor()
+        ctx = ExecutionContext(request_params=req, executor=executor)
         getattr(self.panel, method)(ctx)
         self.panel.render(ctx).to_json()
+        for r in executor._requests:
+            r = r.to_json()
+            if r["operator_uri"] == "patch_panel_data":
+                for key, value in r["params"]["data"].items():
+                    if key.startswith("review."):
+                        self.card[key[len("review.") :]] = value
         return ctx
+
+
+def answer_loop(call, classes, n: int, out: list, served: list) -> None:
+    """``n`` answers through one tab's panel, as the card sends them (yes, or another class
+    every other time); each time from the answer to the next query shown goes to ``out``."""
+    for i in range(n):
+        q = call.query
+        if q is None:
+            break
+        served.append((q["id"], call.name))
+        label = next(c for c in classes if c != q["label"]) if i % 2 else q["label"]
+        t = time.perf_counter()
+        call("answer", query_id=q["id"], label=label, asked=q["label"])
+        out.append((time.perf_counter() - t) * 1000)
+        message = call.card.get("message") or ""
+        if not message.startswith("Saved"):
+            raise RuntimeError(f"{call.name}: answer not saved: {message}")
 
 
 def main(argv=None) -> int:
@@ -75,6 +127,12 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=int, default=2000)
     ap.add_argument("--answers", type=int, default=100)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument(
+        "--reviewers",
+        type=int,
+        default=1,
+        help="tabs of one App server answering at the same time (each its own thread)",
+    )
     ap.add_argument(
         "--dataset",
         help="use this existing dataset (e.g. one kept by scale.py --keep) instead of "
@@ -155,18 +213,37 @@ def main(argv=None) -> int:
         classes = [n for v, n in ds.mask_targets[label_field].items() if v != 255]
 
         panel = ReviewPanel()
-        call = PanelCall(panel, ds, "bench-panel", "bench")
-        call("on_load")  # warm up: imports, first claim
-        panel_ms = []
-        for i in range(args.answers):
-            q = call.state.get("query")
-            if q is None:
-                break
-            t = time.perf_counter()
-            # what the card sends: the query on screen and the class (yes, or another one)
-            label = next(c for c in classes if c != q["label"]) if i % 2 else q["label"]
-            call("answer", query_id=q["id"], label=label)
-            panel_ms.append((time.perf_counter() - t) * 1000)
+        shared: dict = {}  # the panel state, as the App shares it between its tabs
+        names = ["bench"] if args.reviewers == 1 else [f"r{i + 1}" for i in range(args.reviewers)]
+        calls = [PanelCall(panel, ds, "bench-panel", n, shared) for n in names]
+        for call in calls:
+            call("on_load")  # warm up: imports
+            call("refresh", why="start")  # the card appears: its first claim
+        per_reviewer = {n: [] for n in names}
+        served: list = []
+        threads = [
+            threading.Thread(
+                target=answer_loop,
+                args=(c, classes, args.answers, per_reviewer[c.name], served),
+            )
+            for c in calls
+        ]
+        t_answers = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        t_answers = time.perf_counter() - t_answers
+        panel_ms = [x for n in names for x in per_reviewer[n]]
+        if len(calls) > 1:
+            ids = [i for i, _ in served]
+            dets = {d.id: d for d in ds.values("alc_queries.detections", unwind=True)}
+            wrong = [(i, n) for i, n in served if dets[i].answered_by != n]
+            if len(set(ids)) != len(ids) or wrong or len(panel_ms) != len(ids):
+                raise RuntimeError(
+                    f"reviewers collided: {len(ids) - len(set(ids))} queries served twice, "
+                    f"{len(wrong)} answers under another name"
+                )
 
         # the same steps one by one, through the SDK: uncached (what the panel pays when its
         # cache is refilled) and cached as the panel calls them
@@ -220,10 +297,17 @@ def main(argv=None) -> int:
         f"(make {t_make:.0f} s, superpixels {t_sp:.0f} s, rank {t_rank:.0f} s); "
         f"panel cache {cache_s:g} s"
     )
+    if len(names) > 1:
+        print(
+            f"{len(names)} reviewers (tabs of one App) at once, one thread each: "
+            f"{len(panel_ms)} answers in {t_answers:.1f} s ({len(panel_ms) / t_answers:.1f}/s), "
+            "no query served twice, every answer under its tab's name"
+        )
     print(f"{'step (ms)':<34} {'n':>5} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}")
-    rows = [("panel: answer -> next query shown", panel_ms)] + [
-        (f"  sdk: {k}", v) for k, v in steps.items()
-    ]
+    rows = [("panel: answer -> next query shown", panel_ms)]
+    if len(names) > 1:
+        rows += [(f"  reviewer {n}", per_reviewer[n]) for n in names]
+    rows += [(f"  sdk: {k}", v) for k, v in steps.items()]
     for label, xs in rows:
         print(
             f"{label:<34} {len(xs):>5} {statistics.median(xs) if xs else float('nan'):>8.1f} "

@@ -138,11 +138,13 @@ class ALCOperator(foo.Operator):
         raise NotImplementedError
 
     def target(self, ctx, sharded: bool = True):
-        """The samples the operator acts on: the target view, or its shard when the params
-        hold ``shard`` (``"i/n"``, an id range; see :mod:`alc_fiftyone.steps.sharding`, used
-        by ``alc.queue_shards``). ``sharded=False``: the whole target view (ranking slices it
-        itself, to resolve its budget over all of it and merge the shards)."""
-        view = ctx.target_view()
+        """The samples the operator acts on: the images of the target view (:func:`images_of`:
+        behind a patches view, such as the review queue in the grid, the images it was made
+        from), or their shard when the params hold ``shard`` (``"i/n"``, an id range; see
+        :mod:`alc_fiftyone.steps.sharding`, used by ``alc.queue_shards``). ``sharded=False``:
+        all of them (ranking slices them itself, to resolve its budget over all of them and
+        merge the shards)."""
+        view = images_of(ctx)
         shard = ctx.params.get("shard")
         if not sharded or shard in (None, ""):
             return view
@@ -160,7 +162,7 @@ class ALCOperator(foo.Operator):
         if count <= 1 or ctx.params.get("shard") not in (None, ""):
             return None
         params = {k: v for k, v in ctx.params.items() if k not in ("num_shards", "delegate")}
-        run = alc().queue_shards(ctx.target_view(), self.uri, params, count)
+        run = alc().queue_shards(images_of(ctx), self.uri, params, count)
         summary = {"run_id": run.run_id, "shards": run.num_shards, "operations": run.op_ids}
         text = f"Queued {run.num_shards} delegated operations (run `{run.run_id}`)"
         return {"text": text, "summary": summary}
@@ -180,12 +182,47 @@ class ALCOperator(foo.Operator):
         )
 
     def resolve_output(self, ctx):
-        # in words: what was done, or why not (the run's full summary stays in the result,
-        # for scripts, without being shown as a JSON tree)
+        # in words: what was done, or why not, never both (the App resolves the output with
+        # the run's result at hand); the run's full summary stays in the result, for
+        # scripts, without being shown as a JSON tree
         outputs = types.Object()
-        outputs.str("error", label="Not done", view=types.Error(label="Not done"))
-        outputs.str("text", label="Done", view=types.MarkdownView())
+        error = run_error(ctx)
+        if error:
+            outputs.view("not_done", types.Error(label=f"Not done: {error}"))
+        else:
+            outputs.str("text", label="Done", view=types.MarkdownView())
         return types.Property(outputs, view=types.View(label=self.config.label))
+
+    def notice(self, ctx, inputs: types.Object, action: str) -> None:
+        """The form's first line: what the operator acts on, counted in images (behind a
+        patches view: the images, not the patches)."""
+        view = ctx.target_view()
+        n = len(self.target(ctx, sharded=False))
+        patches = view is not None and alc().samples_to_rank(view) is not view
+        behind = f", behind the {len(view)} patches in the grid" if patches else ""
+        target_notice(inputs, n, action, behind)
+
+
+def images_of(ctx):
+    """The images an operator acts on: the target view (the selected samples, or the view),
+    except behind a patches view (such as the review queue in the grid), the images it was
+    made from: those of the selected patches, else the whole collection the patches come
+    from, as ``alc.rank_superpixels`` ranks it (``alc.samples_to_rank``)."""
+    view = ctx.target_view()
+    images = alc().samples_to_rank(view)
+    if images is view:
+        return view
+    if ctx.selected:  # patches picked in the grid: their images
+        return images.select(view.distinct("sample_id"))
+    return images
+
+
+def run_error(ctx) -> str | None:
+    """The one-line error a run returned (``{"error": ...}``), when the App resolves the
+    output of a run; None after a success or before a run."""
+    results = getattr(ctx, "results", None)
+    error = results.get("error") if isinstance(results, dict) else None
+    return str(error) if error else None
 
 
 # --- form pieces ---------------------------------------------------------------------------
@@ -265,9 +302,9 @@ def shard_inputs(inputs: types.Object) -> None:
     )
 
 
-def target_notice(inputs: types.Object, n: int, action: str) -> None:
+def target_notice(inputs: types.Object, n: int, action: str, behind: str = "") -> None:
     hint = f" (more than {DELEGATE_ABOVE}: consider scheduling it)" if n > DELEGATE_ABOVE else ""
-    inputs.view("target_notice", types.Notice(label=f"{action} {n} sample(s){hint}"))
+    inputs.view("target_notice", types.Notice(label=f"{action} {n} image(s){behind}{hint}"))
 
 
 def budget_value(value):

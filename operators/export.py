@@ -14,7 +14,6 @@ from ._common import (
     sdk_defaults,
     segmentation_fields,
     skip_failures_input,
-    target_notice,
 )
 
 
@@ -37,7 +36,7 @@ class ExportMasks(ALCOperator):
 
     def form(self, ctx, inputs):
         d = self.defaults(ctx)
-        target_notice(inputs, len(ctx.target_view()), "Export the masks of")
+        self.notice(ctx, inputs, "Export the masks of")
         field_choice(
             inputs,
             "field",

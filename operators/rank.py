@@ -13,7 +13,6 @@ from ._common import (
     jsonable,
     segmentation_fields,
     skip_failures_input,
-    target_notice,
 )
 
 #: learned probability models offered by name (any other value can still be typed)
@@ -95,8 +94,7 @@ class RankSuperpixels(ALCOperator):
 
     def form(self, ctx, inputs):
         d = self.defaults(ctx)
-        target = alc().samples_to_rank(ctx.target_view())
-        target_notice(inputs, len(target), "Rank the superpixels of")
+        self.notice(ctx, inputs, "Rank the superpixels of")
         fields = segmentation_fields(ctx)
         superpixel_field = self.param(ctx, "superpixel_field")
         choices = [f for f in fields if f != superpixel_field]

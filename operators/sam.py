@@ -18,7 +18,6 @@ from ._common import (
     rerun_inputs,
     sdk_defaults,
     superpixels_text,
-    target_notice,
 )
 
 MODEL_TYPES = ("vit_h", "vit_l", "vit_b")
@@ -89,7 +88,7 @@ class GeneratePseudoLabels(ALCOperator):
 
     def form(self, ctx, inputs):
         d = self.defaults(ctx)
-        target_notice(inputs, len(ctx.target_view()), "Generate pseudo labels for")
+        self.notice(ctx, inputs, "Generate pseudo labels for")
         fields = detections_fields(ctx)
         dropdown = types.Dropdown(label="Boxes")
         for f in fields:
@@ -168,7 +167,7 @@ class ComputeSamSuperpixels(ALCOperator):
 
     def form(self, ctx, inputs):
         d = self.defaults(ctx)
-        target_notice(inputs, len(ctx.target_view()), "Compute SAM superpixels for")
+        self.notice(ctx, inputs, "Compute SAM superpixels for")
         methods = types.RadioGroup()
         methods.add_choice("sam", label="SAM automatic masks + SLIC (full coverage)")
         methods.add_choice("pseudo_instances", label="pseudo-label instances (the paper)")

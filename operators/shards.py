@@ -7,11 +7,13 @@ from ._common import ALCOperator, alc, jsonable
 
 class MergeRanking(ALCOperator):
     NAME = "merge_ranking"
-    # named so that searching "rank" lists "Rank superpixels" first
-    LABEL = "Shards: merge a sharded ranking"
+    # found by its name ("merge ranking"); the App's operator browser orders what matches by
+    # the first letter of the description, so one that starts after "Score" (Rank
+    # superpixels) keeps that first when "rank" is typed
+    LABEL = "Merge ranking (shards)"
     DESCRIPTION = (
-        "Keep the global top-B of the queries written by the shards of a sharded ranking "
-        "(automatic when the last shard finishes; run it when that merge was interrupted)"
+        "When the automatic merge of a sharded ranking was interrupted: keep the global top-B "
+        "of the queries its shards wrote (the last shard to finish merges by itself)"
     )
     ICON = "merge"
     SDK = "merge_ranking"

@@ -15,7 +15,6 @@ from ._common import (
     rerun_inputs,
     segmentation_fields,
     superpixels_text,
-    target_notice,
 )
 
 #: the methods this form offers (SAM ones have their own operator)
@@ -56,7 +55,7 @@ class ComputeSuperpixels(ALCOperator):
 
     def form(self, ctx, inputs):
         d = self.defaults(ctx)
-        target_notice(inputs, len(ctx.target_view()), "Compute superpixels for")
+        self.notice(ctx, inputs, "Compute superpixels for")
         methods = types.RadioGroup()
         for m, label in FORM_METHODS.items():
             methods.add_choice(m, label=label)

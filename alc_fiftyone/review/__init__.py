@@ -25,9 +25,12 @@ _FACE = {
     "class_table": "..store.fields",
     "sample_level": "..store.db",
     "patches_source": "..store.db",
+    "reviewer_name": ".claims",
+    "MAX_REVIEWER_NAME": ".claims",
 }
 
 __all__ = [
+    "MAX_REVIEWER_NAME",
     "answer_classes",
     "class_colors",
     "class_table",
@@ -40,6 +43,7 @@ __all__ = [
     "patches_source",
     "queries_field_of",
     "refresh_label",
+    "reviewer_name",
     "sample_level",
     "view_key",
 ]

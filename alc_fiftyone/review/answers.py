@@ -26,7 +26,7 @@ from ..store.fields import (
     read_current_labels,
 )
 from ..store.files import read_png_array, read_segmentation, write_mask
-from .claims import held_by, not_held_by_another, refuse_held, require_claim
+from .claims import held_by, not_held_by_another, refuse_held, require_claim, reviewer_name
 from .queries import ACTED, ANSWERED, attr, find_det, find_query_sample_id, query_region
 
 if TYPE_CHECKING:
@@ -181,6 +181,7 @@ def apply_answers(
     answers = list(answers)
     if not answers:
         return {}
+    user = reviewer_name(user)
     for _ in range(MAX_ATTEMPTS):
         result = _try_apply(dataset, sample_id, answers, user, queries_field, force, claimed_by)
         if result is not None:
@@ -347,6 +348,7 @@ def skip(
     -------
     None
     """
+    user = reviewer_name(user)
     dataset = db.dataset_of(dataset)
     sample_id = find_query_sample_id(dataset, query_id, queries_field)
     sample = dataset[sample_id]
@@ -479,6 +481,7 @@ def split_query(
     from ..store.files import read_image
     from .claims import CLAIM_SECONDS
 
+    user = reviewer_name(user)
     dataset = db.dataset_of(dataset)
     sample_id = find_query_sample_id(dataset, query_id, queries_field)
     sample = dataset[sample_id]

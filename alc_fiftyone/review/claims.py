@@ -21,6 +21,36 @@ if TYPE_CHECKING:
 
 
 CLAIM_SECONDS = 600  # a claim not answered within this time returns to the queue
+# the longest reviewer name accepted: an e-mail address or a full name fits; the panel's card
+# shows it on one line beside the progress
+MAX_REVIEWER_NAME = 64
+
+
+def reviewer_name(name: str | None) -> str | None:
+    """``name`` as a reviewer name (surrounding blanks removed), or a QueryError saying why it
+    cannot be one: longer than :data:`MAX_REVIEWER_NAME` characters, or holding control
+    characters (a line break, a tab). None stays None (no reviewer).
+
+    Parameters
+    ----------
+    name
+        The name given.
+
+    Returns
+    -------
+    str or None
+        The name, stripped.
+    """
+    if name is None:
+        return None
+    name = str(name).strip()
+    if len(name) > MAX_REVIEWER_NAME:
+        raise QueryError(
+            f"a reviewer name has at most {MAX_REVIEWER_NAME} characters; this one has {len(name)}"
+        )
+    if any(not c.isprintable() for c in name):
+        raise QueryError("a reviewer name cannot hold line breaks, tabs or control characters")
+    return name
 
 
 def free_for(user: str | None, now: datetime, prefix: str = "") -> dict:
@@ -71,6 +101,7 @@ def claim(
     bool
         True when the claim was won (or extended).
     """
+    user = reviewer_name(user)
     dataset = db.dataset_of(dataset)
     oid = object_id(query_id)
     if sample_id is None:

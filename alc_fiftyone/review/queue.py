@@ -62,9 +62,12 @@ def candidate_queries(
     queries_field: str = QUERIES_FIELD,
     limit: int = CANDIDATES,
     skip_ids=(),
+    held_only: bool = False,
 ) -> list[tuple[str, str]]:
     """(sample id, query id) of the best claimable queries of ``samples`` for ``user``, the
-    queries ``user`` already holds first, then by score (one aggregation in the database)."""
+    queries ``user`` already holds first, then by score (one aggregation in the database);
+    ``held_only``: only the queries ``user`` holds (it reads only the samples holding a
+    claim)."""
     from bson import ObjectId
 
     samples = db.sample_level(samples)
@@ -73,6 +76,9 @@ def candidate_queries(
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     q = f"{queries_field}.detections"
     match = free_for(user, now, prefix="q.")
+    statuses = ["pending", "claimed"]
+    if held_only:
+        match, statuses = {"q.status": "claimed", "q.claimed_by": user}, ["claimed"]
     if skip_ids:
         match = {
             "$and": [
@@ -82,7 +88,7 @@ def candidate_queries(
         }
     _ensure_indexes(samples, queries_field)
     pipeline = [
-        {"$match": {f"{q}.status": {"$in": ["pending", "claimed"]}}},  # indexed
+        {"$match": {f"{q}.status": {"$in": statuses}}},  # indexed
         _slim(q, ("_id", "score", "status", "claimed_by", "claimed_until")),
         {"$unwind": "$q"},
         {"$match": match},
@@ -368,6 +374,13 @@ def _next_cached(samples, user, queries_field, seconds, tried, max_age):
             if got is not None:
                 return got
             entry.held = None  # answered, skipped or taken
+        # other queries this reviewer holds (the pieces of a split, a query reopened from the
+        # skipped list, one taken in another tab): served first, as the uncached path does;
+        # this reads only the samples that hold a claim
+        held = candidate_queries(samples, user, queries_field, CANDIDATES, tried, held_only=True)
+        got = _claim_first(dataset, held, user, seconds, queries_field, tried, remember)
+        if got is not None:
+            return got
         fresh = (
             time.monotonic() - entry.filled <= max_age
             and entry.epoch == changes.position(dataset)[0]

@@ -1,16 +1,26 @@
 """Server-side picture of a correction query (docs/method.md, step 5), as a PNG.
 
 The picture shows the image around the query's region: the region (the superpixel, or its
-expansion E(s)) outlined and tinted with its current class colour, the rest dimmed, a star on
-the representative pixel, the bounding box of the object the representative pixel belongs to
-(its connected region of the current class) for context, and a legend of class colours.
-Images of any size are cropped to a context window first, so the cost does not grow with the
-image; small images are enlarged (nearest neighbour) so that a 64x48 region still reads well.
+expansion E(s)) outlined and tinted with the colour of the class it mostly holds, the rest
+dimmed, a star deep inside the part of the region that holds that class (so it reads "this
+region", never a minority object on its border), the bounding box of the object the star is
+on (its connected region of that class) for context, and a legend of class colours. Dark
+images are brightened first (a gamma on the context window), so the dimmed surroundings stay
+legible. Images of any size are cropped to a context window first, so the cost does not grow
+with the image; small images are enlarged (nearest neighbour) so that a 64x48 region still
+reads well.
+
+Class colours are Kelly's 22 colours of maximum contrast (K. L. Kelly, "Twenty-two colors of
+maximum contrast", Color Engineering 3(6), 1965; the ISCC-NBS centroid values), without its
+white and black (they vanish on bright and dark images), in Kelly's order, which keeps the
+first classes furthest apart; beyond 20 classes a golden-angle hue walk continues. The review
+panel gives the App's grid the same colours (``panels/review.py``).
 """
 
 from __future__ import annotations
 
 import base64
+import colorsys
 import io
 from typing import TYPE_CHECKING
 
@@ -31,15 +41,41 @@ if TYPE_CHECKING:
 
 DISPLAY_SIZE = 480  # longest side of the picture, pixels (a thin frame and the legend added)
 CONTEXT = 1.5  # the window shows the object box / region with this much margin around it
-DIM = 0.55  # brightness of the image outside the region (the context stays legible)
+DIM = 0.6  # brightness of the image outside the region (after the brightening of dark images)
+TARGET_MEAN = 110.0  # a window darker than this (mean luminance, 0-255) is brightened to it
+# Kelly (1965), colours 3-22 (1: white and 2: black left out)
+KELLY = (
+    "#f3c300",  # vivid yellow
+    "#875692",  # strong purple
+    "#f38400",  # vivid orange
+    "#a1caf1",  # very light blue
+    "#be0032",  # vivid red
+    "#c2b280",  # grayish yellow
+    "#848482",  # medium gray
+    "#008856",  # vivid green
+    "#e68fac",  # strong purplish pink
+    "#0067a5",  # strong blue
+    "#f99379",  # strong yellowish pink
+    "#604e97",  # strong violet
+    "#f6a600",  # vivid orange yellow
+    "#b3446c",  # strong purplish red
+    "#dcd300",  # vivid greenish yellow
+    "#882d17",  # strong reddish brown
+    "#8db600",  # vivid yellowish green
+    "#654522",  # deep yellowish brown
+    "#e25822",  # vivid reddish orange
+    "#2b3d26",  # dark olive green
+)
 
 
 def class_colors(n: int) -> np.ndarray:
-    """(n, 3) uint8 colours, well apart for the first classes (a golden-angle hue walk)."""
-    import colorsys
-
+    """(n, 3) uint8 class colours: Kelly's colours of maximum contrast, then (beyond 20) a
+    golden-angle hue walk."""
     out = np.zeros((max(n, 1), 3), dtype=np.uint8)
     for i in range(n):
+        if i < len(KELLY):
+            out[i] = [int(KELLY[i][k : k + 2], 16) for k in (1, 3, 5)]
+            continue
         h = (i * 0.618033988749895) % 1.0
         s = 0.65 + 0.3 * ((i // 7) % 2)
         v = 0.95 - 0.25 * ((i // 14) % 2)
@@ -61,7 +97,7 @@ def hex_color(rgb) -> str:
 
 
 def object_box(labels: np.ndarray, rep_yx, limit: int = 4096) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of the connected region of the representative pixel's class that
+    """(x0, y0, x1, y1) of the connected region of the class of pixel ``rep_yx`` that
     contains it, searched within ``limit`` pixels around it (so huge images stay cheap)."""
     H, W = labels.shape
     ry, rx = int(rep_yx[0]), int(rep_yx[1])
@@ -94,6 +130,34 @@ def _window(
     return wx0, wy0, max(wx1, wx0 + 1), max(wy1, wy0 + 1)
 
 
+def star_point(labels: np.ndarray, det) -> tuple[tuple[int, int], int]:
+    """Where the picture of query ``det`` puts its star, as ((y, x), class value): the pixel
+    deepest inside the part of the region that holds the class most of the region holds (the
+    class the question names), so the star reads "this region" and never sits on a minority
+    object at its border (the ranking's representative pixel can)."""
+    slc, region = query_region(det, labels.shape)
+    values = labels[slc][region]
+    if not values.size:
+        rep = attr(det, "rep_yx")
+        return (int(rep[0]), int(rep[1])), int(labels[rep[0], rep[1]])
+    counts = np.bincount(values.astype(np.int64).ravel())
+    major = int(np.argmax(counts))
+    part = region & (labels[slc] == major)
+    depth = ndimage.distance_transform_edt(np.pad(part, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(depth)), part.shape)
+    return (int(slc[0].start + y), int(slc[1].start + x)), major
+
+
+def brighten(crop: np.ndarray, target: float = TARGET_MEAN) -> np.ndarray:
+    """A dark window brightened by a gamma that brings its mean luminance to ``target``
+    (highlights kept; at most x2.5 in gamma terms); a bright enough one unchanged."""
+    lum = float((crop[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).mean())
+    if lum >= target or lum <= 0:
+        return crop
+    gamma = float(np.clip(np.log(target / 255.0) / np.log(max(lum, 1.0) / 255.0), 0.4, 1.0))
+    return 255.0 * (crop / 255.0) ** gamma
+
+
 def _star(cx: float, cy: float, r: float) -> list[tuple[float, float]]:
     pts = []
     for k in range(10):
@@ -123,17 +187,16 @@ def render_query_array(
     strip (the caller shows one); ``dim``: brightness of the image outside the region."""
     H, W = labels.shape
     slc, region = query_region(det, labels.shape)
-    rep = attr(det, "rep_yx")
+    rep, value = star_point(labels, det)
     rx0, ry0, rw, rh = attr(det, "bbox_px")
     obj = object_box(labels, rep)
     # the window covers the region and the object (clipped to a sensible context)
     box = (min(rx0, obj[0]), min(ry0, obj[1]), max(rx0 + rw, obj[2]), max(ry0 + rh, obj[3]))
     wx0, wy0, wx1, wy1 = (0, 0, W, H) if whole_image else _window(box, (H, W), aspect=aspect)
-    crop = image[wy0:wy1, wx0:wx1].astype(np.float32)
+    crop = brighten(image[wy0:wy1, wx0:wx1].astype(np.float32))
     inside = np.zeros((wy1 - wy0, wx1 - wx0), dtype=bool)
     ys0, xs0 = slc[0].start - wy0, slc[1].start - wx0
     inside[ys0 : ys0 + rh, xs0 : xs0 + rw] = region
-    value = int(attr(det, "current_value", labels[rep[0], rep[1]]))
     tint = np.array(color_of(value, num_classes, ignore), dtype=np.float32)
     out = crop * dim  # the rest dimmed
     out[inside] = crop[inside] * 0.7 + tint * 0.3
@@ -149,7 +212,9 @@ def render_query_array(
         > 0
     )
     edge = big_inside & ~ndimage.binary_erosion(big_inside, iterations=2, border_value=0)
+    halo = ndimage.binary_dilation(big_inside, iterations=1) & ~big_inside
     arr = np.array(pic)
+    arr[halo] = (0, 0, 0)  # a dark line outside the yellow one: the outline reads on any image
     arr[edge] = (255, 255, 0)
     # a frame around the picture, so a star on the image's edge is drawn whole
     r = max(7.0, min(ow, oh) / 28)

@@ -79,10 +79,23 @@ def reload_dataset(dataset) -> None:
 
     ds = dataset_of(dataset)
     ds._reload(hard=True)
-    live = fo.Sample._instances.get(collection_key(ds)) or {}
-    stale = [sid for sid, s in list(live.items()) if type(s._doc) is not ds._sample_doc_cls]
+    live = _held_items(fo.Sample._instances.get(collection_key(ds)) or {})
+    stale = [sid for sid, s in live if type(s._doc) is not ds._sample_doc_cls]
     if stale:
         reload_samples(ds, stale, new_docs=True)
+
+
+def _held_items(live) -> list:
+    """The (id, sample) pairs of FiftyOne's registry of in-memory samples (a weak dictionary
+    it iterates without a lock: another thread, e.g. the App server running two tabs' events
+    at once, that makes or frees a sample meanwhile stops the loop; it is simply redone)."""
+    for attempt in range(8):
+        try:
+            return list(live.items())
+        except RuntimeError:
+            if attempt == 7:
+                raise
+    return []
 
 
 def update_sample(

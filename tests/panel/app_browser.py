@@ -187,8 +187,16 @@ class Browser:
         self.pages = []
         self.console = open(artifacts / "console.log", "w")  # noqa: SIM115
 
-    def page(self, width: int = 1600, height: int = 1000):
-        page = self.browser.new_page(viewport={"width": width, "height": height})
+    def context(self, width: int = 1600, height: int = 1000):
+        """A browser window: its pages (:meth:`page` with ``context=``) are tabs that share
+        cookies and local storage, as two tabs of one browser do."""
+        return self.browser.new_context(viewport={"width": width, "height": height})
+
+    def page(self, width: int = 1600, height: int = 1000, context=None):
+        if context is not None:
+            page = context.new_page()
+        else:
+            page = self.browser.new_page(viewport={"width": width, "height": height})
         # no "Explore Enterprise" popover (a returning user dismissed it long ago): it is a
         # modal that takes the keyboard focus from the page while it shows
         page.add_init_script("window.IS_PLAYWRIGHT = true;")
@@ -252,10 +260,17 @@ def browser(artifacts):
 
 
 def open_review(page, url: str) -> None:
-    """Open the App and wait until the panel shows a query and its picture."""
+    """Open the App and wait until the panel shows a query and its picture (the first time
+    the panel opens a dataset without App settings it stores them and reloads the tab once,
+    so that the App takes them: then the reloaded page's)."""
     page.goto(url, timeout=120_000)
-    page.get_by_text(QUESTION, exact=False).first.wait_for(timeout=120_000)
-    page.locator("img[src^='data:image/png']").first.wait_for(timeout=30_000)
+    for _ in range(2):
+        page.get_by_text(QUESTION, exact=False).first.wait_for(timeout=120_000)
+        page.locator("img[src^='data:image/png']").first.wait_for(timeout=30_000)
+        page.evaluate("() => { window.__alcOpened = true; }")
+        page.wait_for_timeout(1500)
+        if page.evaluate("() => window.__alcOpened === true"):
+            return
 
 
 def focused(page) -> dict:
@@ -298,6 +313,42 @@ def reviewers_seen(ds) -> set:
             if d.has_field(key) and d[key]:
                 names.add(d[key])
     return names
+
+
+SHOWN = re.compile(rf"{QUESTION}\s+`?(.+?)`?\s*\?[^\n]*?\(rank (\d+)")
+
+
+def shown(page) -> dict:
+    """The query the panel shows: the class the question names and its rank."""
+    m = SHOWN.search(panel_text(page))
+    assert m, f"no question on screen: {panel_text(page)[:300]!r}"
+    return {"label": m.group(1).strip("`' "), "rank": int(m.group(2))}
+
+
+def rank_of(page):
+    """The rank of the query on screen, None while there is none."""
+    m = SHOWN.search(panel_text(page))
+    return int(m.group(2)) if m else None
+
+
+def input_after(page, label: str):
+    """The first text field after the text ``label``."""
+    return page.locator(f"xpath=//*[normalize-space(text())='{label}']/following::input[1]").first
+
+
+def set_name(page, name: str, delay: int = 20) -> None:
+    """Type ``name`` in the panel's Reviewer field and press Enter (which commits it)."""
+    box = input_after(page, "Reviewer")
+    box.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(name, delay=delay)
+    page.keyboard.press("Enter")
+
+
+def status_text(page) -> str:
+    """The panel's message line ('' when there is none)."""
+    box = page.get_by_role("status")
+    return box.first.inner_text() if box.count() else ""
 
 
 def wait_for(cond, page=None, timeout: float = 30) -> None:

@@ -21,14 +21,17 @@ from app_browser import (  # noqa: F401 (fixtures)
     browser,
     by_status,
     focused,
+    input_after,
     launch_app,
     open_review,
     operator_error,
     panel_text,
     queries,
+    rank_of,
     reviewers_seen,
     settle,
     shot,
+    shown,
     wait_for,
 )
 
@@ -38,29 +41,10 @@ pytestmark = pytest.mark.browser
 
 
 YES = re.compile(r"^\s*(Yes, it is|Correct:)")
-SHOWN = re.compile(rf"{QUESTION}\s+`?(.+?)`?\s*\?[^\n]*?\(rank (\d+)")
 
 
 def yes_button(page):
     return page.get_by_role("button", name=YES).first
-
-
-def input_after(page, label: str):
-    """The first text field after the text ``label`` (today's and the new panel alike)."""
-    return page.locator(f"xpath=//*[normalize-space(text())='{label}']/following::input[1]").first
-
-
-def shown(page) -> dict:
-    """The query the panel shows: the class the question names and its rank."""
-    m = SHOWN.search(panel_text(page))
-    assert m, f"no question on screen: {panel_text(page)[:300]!r}"
-    return {"label": m.group(1).strip("`' "), "rank": int(m.group(2))}
-
-
-def rank_of(page):
-    """The rank of the query on screen, None while there is none."""
-    m = SHOWN.search(panel_text(page))
-    return int(m.group(2)) if m else None
 
 
 def answered(ds) -> dict:
@@ -465,7 +449,7 @@ def test_rank_again_after_queue_in_grid(app, app_dataset, artifacts, browser):
     settle(page, 1000)
     shot(page, artifacts, "1-rank-form")
     notice = page.get_by_text("Rank the superpixels of", exact=False).first.inner_text()
-    assert f"of {len(ds)} sample(s)" in notice, f"{notice!r} for {len(ds)} images"
+    assert f"of {len(ds)} image(s)" in notice, f"{notice!r} for {len(ds)} images"
     page.get_by_role("button", name=re.compile(r"^Execute")).click()
     wait_for(
         lambda: (ds.reload() or len(ds.info["alc"]["rounds"]) == 2) or operator_error(page),

@@ -9,10 +9,12 @@ import io
 import sys
 import threading
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pydash
 import pytest
 from bson import ObjectId
 from PIL import Image
@@ -42,21 +44,47 @@ def panel():
 
 
 class Session:
-    """One reviewer's panel in the App: its state lives between callbacks as in the browser."""
+    """One browser tab's card (panels/keys.js) on the panel, run through FiftyOne's executor as
+    the App runs it: the tab's id and reviewer name travel with every event (param ``card``),
+    the panel data is the tab's own, and the panel *state* is the App session's, shared by
+    every tab of one App (pass the same dict as ``state``)."""
 
-    def __init__(self, panel, ds, panel_id, reviewer=None, view=None):
+    def __init__(self, panel, ds, panel_id, reviewer=None, view=None, state=None, tab=None):
         self.panel, self.ds, self.panel_id, self.view = panel, ds, panel_id, view
-        self.state = {"reviewer": reviewer} if reviewer else {}
-        self.data = {}
-        self.requests = []
+        self.state = state if state is not None else {}
+        self.tab = tab or f"tab-{uuid.uuid4().hex[:8]}"
+        self.name = reviewer
+        self.data: dict = {}
+        self.drawn: dict = {}
+        self.req = 0
+        self.requests: list = []
+        self.state_writes: list = []
+        self._resync = None
 
-    def call(self, method, **params):
+    def _card(self) -> dict:
+        q = self.query
+        return {
+            "tab": self.tab,
+            "reviewer": self.name,
+            "shown": {"id": q["id"], "sample_id": q["sample_id"]} if q else None,
+            "view_key": self.drawn.get("view_key"),
+            "whole": bool(q and q.get("whole")),
+            "req": self.req,
+        }
+
+    def _run(self, method, params):
         from fiftyone.operators.executor import ExecutionContext, Executor
 
         executor = Executor()
+        self.req += 1
         req = {
             "dataset_name": self.ds.name,
-            "params": {"panel_id": self.panel_id, "panel_state": self.state, **params},
+            "params": {
+                "panel_id": self.panel_id,
+                "panel_state": self.state,
+                "card": self._card(),
+                **params,
+            },
         }
         if self.view is not None:
             req["view"] = self.view._serialize()
@@ -64,15 +92,52 @@ class Session:
         getattr(self.panel, method)(ctx)
         layout = self.panel.render(ctx)
         layout.to_json()  # what the App receives must serialize
-        self.requests = [r.to_json() for r in executor._requests]
-        for r in self.requests:
+        requests = [r.to_json() for r in executor._requests]
+        self.requests += requests
+        for r in requests:
             if r["operator_uri"] == "patch_panel_data":
-                self.data.update(r["params"]["data"])
+                for key, value in r["params"]["data"].items():
+                    pydash.set_(self.data, key, value)
+            elif "panel_state" in r["operator_uri"]:
+                self.state_writes.append(r)
+        review = self.data.get("review") or {}
+        if review.get("seq") is not None and review.get("seq") != self.drawn.get("seq"):
+            keep = review.get("keep_message")
+            message = self.drawn.get("message") if keep else review.get("message")
+            level = self.drawn.get("level") if keep else review.get("level")
+            self.drawn = {**review, "message": message, "level": level}
+            self.name = review.get("reviewer") or self.name  # the name served as
+        return ctx
+
+    def call(self, method, **params):
+        """An event of this tab, then what the card does on its own: it sends itself when it
+        appears (``why`` "start") and when the server asks (``review.resync``)."""
+        self.requests = []
+        ctx = self._run(method, params)
+        if method == "on_load":
+            self._run("refresh", {"why": "start"})
+        resync = (self.data.get("review") or {}).get("resync")
+        if resync and resync is not self._resync:
+            self._resync = resync
+            extra = {k: resync.get(k) for k in ("message", "level", "serve")}
+            self._run("refresh", {"why": resync["why"], **extra})
         return ctx
 
     @property
     def query(self):
-        return self.state.get("query")
+        return self.drawn.get("query")
+
+    @property
+    def message(self):
+        return self.drawn.get("message")
+
+    @property
+    def level(self):
+        return self.drawn.get("level")
+
+    @property
+    def progress(self):
+        return self.drawn.get("counts") or {}
 
     def answer(self, label=None, query_id=None):
         """What the card sends for the query it shows: yes (``label=None``) or a class."""
@@ -81,11 +146,12 @@ class Session:
             "answer",
             query_id=query_id or q["id"],
             label=label if label is not None else q["label"],
+            asked=q["label"],
         )
 
     @property
     def card(self):
-        return self.data["review"]
+        return self.drawn
 
 
 def _det(ds, qid):
@@ -107,7 +173,7 @@ def test_load_claims_best_query_and_draws_it(ranked, panel):
     assert uri.startswith("data:image/png;base64,")
     im = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
     assert max(im.size) >= 400  # a 96x72 image is enlarged to read well
-    p = a.state["progress"]["round"]
+    p = a.progress["round"]
     assert p["queries"] == 12 and p["queued"] == 12 and p["answered"] == 0
     # reopening the panel (a new browser tab, same reviewer) shows the same query
     again = Session(panel, ranked, "panel-a2", reviewer="ann")
@@ -122,7 +188,7 @@ def test_confirm_correct_undo_skip(ranked, panel):
     a.answer()
     d = _det(ranked, first["id"])
     assert d.status == "confirmed" and d.answered_by == "ann" and d.answered_at is not None
-    assert a.query["id"] != first["id"] and a.state["message"].startswith("Saved:")
+    assert a.query["id"] != first["id"] and a.message.startswith("Saved:")
 
     second = a.query
     before = read_current_labels(ranked[second["sample_id"]], "pseudo", "alc_revised")
@@ -131,7 +197,7 @@ def test_confirm_correct_undo_skip(ranked, panel):
     d2 = _det(ranked, second["id"])
     assert d2.status == "corrected" and d2.answer == target and d2.pixels_changed > 0
     d2_changed = d2.pixels_changed
-    progress = a.state["progress"]["round"]
+    progress = a.progress["round"]
     # confirming writes the confirmed class to the whole region too (METHOD.md, step 6)
     both = d.pixels_changed + d2.pixels_changed
     assert progress["answered"] == 2 and progress["pixels_changed"] == both
@@ -141,7 +207,7 @@ def test_confirm_correct_undo_skip(ranked, panel):
     d2 = _det(ranked, second["id"])
     assert d2.status == "claimed" and attr(d2, "answer") is None
     assert a.query["id"] == second["id"]
-    assert a.state["message"].startswith(f"Undone: {d2_changed:,} px")
+    assert a.message.startswith(f"Undone: {d2_changed:,} px")
     sample = ranked[second["sample_id"]]
     slc, region = query_region(d2, (72, 96))
     revised = read_segmentation(sample, "alc_revised")[slc][region]
@@ -155,14 +221,14 @@ def test_confirm_correct_undo_skip(ranked, panel):
     a.call("skip", query_id=third["id"])
     assert _det(ranked, third["id"]).status == "skipped"
     assert a.query["id"] not in (first["id"], second["id"], third["id"])
-    assert a.state["progress"]["round"]["skipped"] == 1
+    assert a.progress["round"]["skipped"] == 1
 
 
 def test_undo_without_answers_says_so(ranked, panel):
     a = Session(panel, ranked, "panel-a", reviewer="ann")
     a.call("on_load")
     a.call("undo")
-    assert a.state["level"] == "warning" and "nothing to undo" in a.state["message"]
+    assert a.level == "warning" and "nothing to undo" in a.message
 
 
 def test_two_reviewers_never_get_the_same_query(ranked, panel):
@@ -185,8 +251,71 @@ def test_two_reviewers_never_get_the_same_query(ranked, panel):
     assert by == {"ann", "bob"} and all(d.status == "confirmed" for d in dets)
     a.call("refresh")  # progress counts the other reviewer's answers too
     assert a.query is None
-    assert a.state["progress"]["round"]["queued"] == 0
-    assert a.state["progress"]["round"]["answered"] == 12
+    assert a.progress["round"]["queued"] == 0
+    assert a.progress["round"]["answered"] == 12
+
+
+def test_two_tabs_of_one_app_are_two_reviewers(ranked, panel):
+    """Two tabs of one App: the same panel id and the same (shared) panel state, as FiftyOne
+    gives them; each tab is its own reviewer all the same."""
+    shared: dict = {}
+    a = Session(panel, ranked, "panel-1", state=shared)
+    b = Session(panel, ranked, "panel-1", state=shared)
+    a.call("on_load")
+    b.call("on_load")
+    assert a.name != b.name and a.query["id"] != b.query["id"]  # unnamed: two reviewers
+    a.call("set_reviewer", value="alice")
+    b.call("set_reviewer", value="bob")
+    assert (a.name, b.name) == ("alice", "bob")
+    mine = {"alice": set(), "bob": set()}
+    while a.query or b.query:
+        for s in (a, b):
+            if a.query and b.query:
+                assert a.query["id"] != b.query["id"]
+            if s.query:
+                qid = s.query["id"]
+                assert _det(ranked, qid).claimed_by == s.name
+                s.answer()
+                assert s.message.startswith("Saved:"), s.message
+                mine[s.name].add(qid)
+    assert len(mine["alice"]) + len(mine["bob"]) == 12 and not mine["alice"] & mine["bob"]
+    for name, ids in mine.items():
+        assert {_det(ranked, i).answered_by for i in ids} == {name}
+    # nothing of a reviewer goes to the state the tabs share
+    assert a.state_writes == [] and b.state_writes == [] and shared == {}
+
+
+def test_a_reviewer_name_has_at_most_64_characters(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    q = a.query
+    a.call("set_reviewer", value="x" * 600)
+    assert a.name == "ann" and a.level == "error"
+    assert "at most 64 characters; this one has 600" in a.message
+    assert _det(ranked, q["id"]).claimed_by == "ann" and a.query["id"] == q["id"]
+    a.call("set_reviewer", value="line\nbreak")
+    assert a.name == "ann" and "line breaks" in a.message
+    a.call("set_reviewer", value="y" * 64)  # the longest accepted
+    assert a.name == "y" * 64 and _det(ranked, a.query["id"]).claimed_by == "y" * 64
+    with pytest.raises(alc.ALCError, match="at most 64"):
+        alc.next_query(ranked, "z" * 65)
+    with pytest.raises(alc.ALCError, match="at most 64"):
+        alc.answer(ranked, a.query["id"], None, user="z" * 65)
+
+
+def test_mixed_shows_the_first_piece_and_then_the_others(ranked, panel):
+    a = Session(panel, ranked, "panel-a", reviewer="ann")
+    a.call("on_load")
+    parent = a.query
+    a.call("mixed", query_id=parent["id"])
+    pieces = _det(ranked, parent["id"]).split_into
+    assert a.message.startswith(f"Split rank {parent['rank']} into {len(pieces)} pieces")
+    assert a.query["id"] == pieces[0]  # the first piece, not another query
+    seen = [a.query["id"]]
+    for _ in pieces[1:]:
+        a.answer()
+        seen.append(a.query["id"])
+    assert set(seen) == set(pieces), (seen, pieces)
 
 
 def test_concurrent_claims_are_exclusive(ranked):
@@ -248,7 +377,7 @@ def test_answer_after_claim_lost_is_refused(ranked, panel):
     )
     assert alc.claim(ranked, q["id"], "bob")
     a.answer()
-    assert a.state["level"] == "warning" and "bob holds that query" in a.state["message"]
+    assert a.level == "warning" and "bob holds that query" in a.message
     d = _det(ranked, q["id"])
     assert d.status == "claimed" and d.claimed_by == "bob" and attr(d, "answer") is None
     assert a.query["id"] != q["id"]
@@ -262,7 +391,7 @@ def test_refused_answer_is_shown_and_the_next_query_served(ranked, panel):
         ranked.select(q["sample_id"]), method="slic", n_segments=10, overwrite=True
     )
     a.answer()
-    assert a.state["level"] == "error" and "changed since it was ranked" in a.state["message"]
+    assert a.level == "error" and "changed since it was ranked" in a.message
     assert a.query["id"] != q["id"]
     assert _det(ranked, q["id"]).status == "pending"
 
@@ -279,24 +408,31 @@ def test_panel_works_on_the_view_open(ranked, panel):
         seen.add(a.query["id"])
         a.answer()
     n = sum(len(d or []) for d in subset.values(f"{FIELD}.detections"))
-    assert len(seen) == n and a.state["progress"]["round"]["queries"] == n
+    assert len(seen) == n and a.progress["round"]["queries"] == n
     # the review queue as a patches view (what "Queue in grid" shows) works too
     b = Session(panel, ranked, "panel-b", reviewer="bob", view=alc.review_queue(ranked))
     b.call("on_load")
-    assert b.query is not None and b.query["id"] not in seen, (n, len(with_queries), b.state)
+    assert b.query is not None and b.query["id"] not in seen, (n, len(with_queries), b.drawn)
 
 
 def test_view_change_events(ranked, panel):
     a = Session(panel, ranked, "panel-a", reviewer="ann")
     a.call("on_load")
     a.answer()
-    shown, message = a.query, a.state["message"]
+    shown, message = a.query, a.message
     assert message.startswith("Saved:")
     # the App sends the same view again (it does, e.g. after the first answer adds a field):
     # the query and the message on screen stay, no claim moves
     a.call("on_change_view")
-    assert a.query["id"] == shown["id"] and a.state["message"] == message
+    assert a.query["id"] == shown["id"] and a.message == message
     assert _det(ranked, shown["id"]).claimed_by == "ann"
+    # another tab opens the queue in the grid (the App's view is the session's): a view
+    # that still holds the query keeps it on screen, with its claim
+    a.view = alc.review_queue(ranked)
+    a.call("on_change_view")
+    assert a.query["id"] == shown["id"] and a.message == message
+    assert _det(ranked, shown["id"]).claimed_by == "ann"
+    a.view = None
     # a real change to a view without that query: given back, one of the new view served
     others = [
         i
@@ -305,7 +441,7 @@ def test_view_change_events(ranked, panel):
     ]
     a.view = ranked.select(others)
     a.call("on_change_view")
-    assert a.query["sample_id"] in others and a.state["message"] is None
+    assert a.query["sample_id"] in others and a.message is None
     assert _det(ranked, shown["id"]).status == "pending"
 
 
@@ -334,8 +470,8 @@ def test_empty_queue_and_dataset_without_queries(unique_name, tmp_alc_dir, panel
     try:
         a = Session(panel, ds, "panel-a", reviewer="ann")
         a.call("on_load")
-        assert a.query is None and a.state["level"] == "error"
-        assert "rank_superpixels" in a.state["message"]
+        assert a.query is None and a.level == "error"
+        assert "rank_superpixels" in a.message
     finally:
         ds.delete()
 
@@ -393,12 +529,12 @@ def test_an_answer_for_another_query_than_the_one_held_is_refused(ranked, panel)
     other = alc.next_query(ranked, "zed")  # any other query, e.g. from a stale tab
     alc.release(ranked, other["id"], "zed")
     a.answer(query_id=other["id"])
-    assert a.state["level"] == "warning" and "no longer on screen" in a.state["message"]
+    assert a.level == "warning" and "no longer on screen" in a.message
     assert _det(ranked, other["id"]).status == "pending"  # nothing written anywhere
     assert _det(ranked, shown["id"]).status == "claimed"
     assert a.query["id"] == shown["id"]  # the query held is shown again
     a.call("answer", label=shown["label"])  # no id at all: refused too
-    assert "no longer on screen" in a.state["message"]
+    assert "no longer on screen" in a.message
     assert _det(ranked, shown["id"]).status == "claimed"
     a.call("skip", query_id=other["id"])
     assert _det(ranked, other["id"]).status == "pending"
@@ -414,8 +550,8 @@ def test_a_stale_tab_cannot_answer_a_query_skipped_elsewhere(ranked, panel):
     b.call("skip", query_id=stale["id"])
     a.answer()
     assert _det(ranked, stale["id"]).status == "skipped"
-    assert a.state["level"] == "warning" and "skipped" in a.state["message"]
-    assert "another reviewer" not in a.state["message"]
+    assert a.level == "warning" and "skipped" in a.message
+    assert "another reviewer" not in a.message
     assert a.query["id"] == b.query["id"] != stale["id"]
 
 
@@ -424,12 +560,12 @@ def test_a_second_answer_to_the_same_card_is_refused(ranked, panel):
     a.call("on_load")
     first = a.query
     a.answer()
-    # the same key again before the new card arrived: the state still names the old query
-    a.state["query"] = first
+    # the same key again before the new card arrived: the card still shows the old query
+    a.drawn["query"] = first
     a.answer(label=_other_class(ranked, first["label"]), query_id=first["id"])
     d = _det(ranked, first["id"])
     assert d.status == "confirmed" and d.answer == first["label"]
-    assert "already answered" in a.state["message"]
+    assert "already answered" in a.message
 
 
 def test_the_name_is_set_once_and_its_claim_given_back(ranked, panel):
@@ -437,9 +573,9 @@ def test_the_name_is_set_once_and_its_claim_given_back(ranked, panel):
     a.call("on_load")
     q = a.query
     a.call("set_reviewer", value="  ")  # blank: nothing changes
-    assert a.state["reviewer"] == "ann" and _det(ranked, q["id"]).claimed_by == "ann"
+    assert a.name == "ann" and _det(ranked, q["id"]).claimed_by == "ann"
     a.call("set_reviewer", value="bob")
-    assert a.state["reviewer"] == "bob" and a.card["reviewer"] == "bob"
+    assert a.name == "bob" and a.card["reviewer"] == "bob"
     d = _det(ranked, a.query["id"])
     assert d.claimed_by == "bob"
     dets = ranked.values(f"{FIELD}.detections", unwind=True)
@@ -463,7 +599,7 @@ def test_the_card_and_the_whole_image(ranked, panel):
     seq = a.card["seq"]
     a.call("toggle_whole")
     whole = a.card["query"]
-    assert whole["whole"] and whole["id"] == card["id"] and a.card["seq"] == seq + 1
+    assert whole["whole"] and whole["id"] == card["id"] and a.card["seq"] > seq
     assert size(whole)[0] / size(whole)[1] == pytest.approx(96 / 72, rel=0.05)
     a.call("toggle_whole")
     assert not a.card["query"]["whole"]
@@ -489,9 +625,9 @@ def test_save_and_rank_again_use_the_ranked_fields(ranked, panel):
         result={"summary": {"dataset": "v2", "samples": 8, "failed": []}},
         original_params={"label_field": "pseudo"},
     )
-    assert a.state["message"].startswith("Saved the revised version as dataset 'v2'")
+    assert a.message.startswith("Saved the revised version as dataset 'v2'")
     a.call("failed", error="Traceback (most recent call last):\n  ...\nALCError: no good")
-    assert a.state["message"] == "ALCError: no good" and a.state["level"] == "error"
+    assert a.message == "ALCError: no good" and a.level == "error"
     # Rank again from the queue in the grid (a patches view): the images behind it
     b = Session(panel, ranked, "panel-b", reviewer="bob", view=alc.review_queue(ranked))
     b.call("on_load")
@@ -511,7 +647,9 @@ def test_grid_defaults(ranked, panel):
     a = Session(panel, ranked, "panel-a", reviewer="ann")
     a.call("on_load")
     ranked.reload()
-    assert ranked.app_config.active_fields.paths == []  # the queries are not drawn
+    # the labels under review drawn, the queries not (a list the App takes as chosen: an
+    # empty one is its "nothing chosen", which shows the queries in every other browser)
+    assert ranked.app_config.active_fields.paths == ["pseudo"]
     scheme = ranked.app_config.color_scheme
     assert scheme.color_by == "value"
     fields = {f["path"]: f for f in scheme.fields}

@@ -256,14 +256,30 @@ def test_rank_form_prefills_the_fields_of_the_last_round(plugin, demo):
     assert props["queries_field"].default == "q"
 
 
-def test_operator_labels_put_the_main_one_first(plugin):
-    """Searching "rank" in the operator browser lists "Rank superpixels" before the merge."""
+def browser_choices(query: str) -> list[str]:
+    """The labels the App's operator browser lists for ``query``, in its order (FiftyOne App
+    1.x: an operator matches when its label, URI or description holds the text, any case;
+    matches are ordered by the first letter of the description, stably)."""
     import fiftyone.operators as foo
 
-    labels = sorted(
-        op.config.label for op in foo.list_operators() if "rank" in op.config.label.lower()
-    )
-    assert labels[0] == "ALC: Rank superpixels"
+    ops = [op for op in foo.list_operators() if not op.config.unlisted]
+    found = [
+        op
+        for op in ops
+        if any(
+            query.lower() in (t or "").lower()
+            for t in (op.config.label, op.uri, op.config.description)
+        )
+    ]
+    found.sort(key=lambda op: ord((op.config.description or op.config.label)[0]))
+    return [op.config.label for op in found]
+
+
+def test_operator_browser_finds_them_by_name(plugin):
+    """Typing "rank" lists "Rank superpixels" first; "merge ranking" finds the merge (the
+    browser test types them in the App)."""
+    assert browser_choices("rank")[0] == "ALC: Rank superpixels"
+    assert "ALC: Merge ranking (shards)" in browser_choices("Merge ranking")
 
 
 def test_a_user_error_in_the_app_is_one_line(plugin, demo, tmp_path):
@@ -297,3 +313,68 @@ def test_save_and_export_report_in_words(plugin, demo, tmp_path, unique_name):
             fo.delete_dataset(name)
     out = execute("export_masks", demo, out_dir=str(tmp_path / "m"), format="index").result
     assert out["text"].startswith(f"Wrote {len(demo)} mask(s)") and "'pseudo'" in out["text"]
+
+
+# -- issue 20: patches views, results in words, Simulate's recorded fields --------------------
+
+
+def resolve(name: str, view, target: str, params=None, results=None):
+    from fiftyone.operators.executor import resolve_type
+    from fiftyone.operators.registry import OperatorRegistry
+
+    request = {
+        "dataset_name": view.dataset_name,
+        "view": view._serialize(),
+        "params": params or {},
+        "target": target,
+        "results": results,
+    }
+    prop = asyncio.run(resolve_type(OperatorRegistry(), uri(name), request))
+    assert prop is not None and not hasattr(prop, "error"), getattr(prop, "error", None)
+    return prop.type.properties
+
+
+def test_operators_act_on_the_images_behind_a_patches_view(plugin, demo, tmp_path):
+    import fiftyone.operators as foo
+
+    import alc_fiftyone as alc
+
+    alc.compute_superpixels(demo, method="slic", n_segments=20)
+    alc.rank_superpixels(demo, "pseudo", budget=8)
+    q = alc.next_query(demo, "ann")
+    alc.answer(demo, q["id"], None, user="ann")
+    queue = alc.review_queue(demo)
+    n = len(queue)
+    assert n > len(demo)
+    for name in ("export_masks", "compute_superpixels", "simulate", "rank_superpixels"):
+        label = resolve(name, queue, "inputs")["target_notice"].view.label
+        assert f" {len(demo)} image(s), behind the {n} patches in the grid" in label, (name, label)
+    out = tmp_path / "out"
+    result = foo.execute_operator(
+        uri("export_masks"),
+        ctx={"view": queue, "params": {"field": "alc_revised", "out_dir": str(out)}},
+    )
+    assert result.error is None and not (result.result or {}).get("error"), result.result
+    assert len(list(out.glob("*.png"))) == len(demo)
+
+
+def test_a_result_says_done_or_why_not_never_both(plugin, demo):
+    done = resolve("export_masks", demo.view(), "outputs", results={"text": "Wrote 4 mask(s)"})
+    assert list(done) == ["text"]  # no "Not done" banner over a success
+    refused = resolve("export_masks", demo.view(), "outputs", results={"error": "no such folder"})
+    assert list(refused) == ["not_done"]
+    assert refused["not_done"].view.label == "Not done: no such folder"
+
+
+def test_simulate_prefills_the_fields_the_dataset_records(plugin, demo):
+    import alc_fiftyone as alc
+
+    props = resolve_input("simulate", demo)  # the demo records pseudo and its ground truth
+    assert props["label_field"].default == "pseudo"
+    assert props["gt_field"].default == "ground_truth"
+    alc.corrupt_labels(demo, "ground_truth", "noisy", rate=0.3, seed=0)
+    alc.compute_superpixels(demo, label_field="noisy", field="sp_noisy")
+    props = resolve_input("simulate", demo)  # the noisy copy, and regions that follow it
+    assert props["label_field"].default == "noisy"
+    assert props["gt_field"].default == "ground_truth"
+    assert props["superpixel_field"].default == "sp_noisy"
