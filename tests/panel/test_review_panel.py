@@ -665,3 +665,57 @@ def test_grid_defaults(ranked, panel):
     ranked.reload()
     assert ranked.app_config.color_scheme.color_by == "field"
     assert "set_color_scheme" not in [r["operator_uri"] for r in a.requests]
+
+
+@pytest.fixture
+def hierarchy(unique_name, tmp_alc_dir):
+    """A demo dataset with the default regions (the hierarchy: label-aware regions and a finer
+    level) and a ranking of the top level only, so that its queries can be split."""
+    ds = alc.make_demo_dataset(name=unique_name, num_samples=6, size=(128, 96), seed=5)
+    alc.compute_superpixels(ds, label_field="pseudo")
+    yield ds
+    if not ds.deleted:
+        ds.delete()
+
+
+def test_queries_of_any_level_read_alike_and_mixed_splits_into_the_next_level(hierarchy, panel):
+    level = "alc_superpixels_level1"
+    alc.rank_superpixels(hierarchy, "pseudo", budget=40)
+    levels = {d.level for s in hierarchy for d in s[FIELD].detections}
+    assert levels == {0, 1}  # the ranking queued regions of both sizes
+    a = Session(panel, hierarchy, "panel-h", reviewer="ann")
+    a.call("on_load")
+    shown = set()
+    for _ in range(40):  # answer until a query of each level has been on the card
+        q = a.query
+        det = _det(hierarchy, q["id"])
+        shown.add(det.level)
+        # the card reads the same for either level: the class, its rank and its size
+        assert q["label"] == det.label and q["rank"] == det.rank
+        assert q["pixels"] == f"{det.num_pixels:,}"
+        a.answer()
+        assert a.level != "error", a.message
+        if shown == {0, 1}:
+            break
+    assert shown == {0, 1}
+    # Mixed on a top region holding several finer regions: its pieces are those regions
+    alc.rank_superpixels(hierarchy, "pseudo", budget=40, levels=1)
+    b = Session(panel, hierarchy, "panel-h2", reviewer="bo")
+    b.call("on_load")
+    for _ in range(10):
+        det = _det(hierarchy, b.query["id"])
+        s = hierarchy[b.query["sample_id"]]
+        fine = read_segmentation(s, level)
+        slc, region = query_region(det, fine.shape)
+        if 2 <= len(np.unique(fine[slc][region])) <= 12:
+            break
+        b.call("skip", query_id=b.query["id"])
+    else:
+        pytest.skip("no top region with 2-12 finer regions on the card")
+    b.call("mixed", query_id=det.id)
+    pieces = [_det(hierarchy, i) for i in _det(hierarchy, det.id).split_into]
+    assert b.message.startswith(f"Split rank {det.rank} into {len(pieces)} pieces")
+    assert {p.level for p in pieces} == {1} and {p.superpixel_field for p in pieces} == {level}
+    assert b.query["id"] == pieces[0].id
+    b.answer()
+    assert _det(hierarchy, pieces[0].id).status in ("confirmed", "corrected")
