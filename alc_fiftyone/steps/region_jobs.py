@@ -161,7 +161,7 @@ def nested_level(
     scale_pp, area = p.pop("scale_per_pixel", None), p.pop("area", None)
     if base == "felzenszwalb":
         p.setdefault("min_size", max(min_area, 20))
-        p.setdefault("scale", float(scale_pp or 0.0012) * hw)
+        p.setdefault("scale", float(scale_pp) * hw if scale_pp else 200.0)
     else:
         p.setdefault("n_segments", max(1, round(hw / float(area or 330))))
     cut = csp.superpixels(image, method=base, **p)

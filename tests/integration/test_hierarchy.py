@@ -216,3 +216,38 @@ def test_each_level_is_scored_by_a_model_of_its_own_regions(demo):
     # a ranking over the hierarchy records both models
     summary = alc.rank_superpixels(demo, "pseudo", budget=10)
     assert LEVEL in summary["model"]["levels"]
+
+
+def test_three_levels_with_their_own_parameters_nest_in_a_chain(demo):
+    summary = alc.compute_superpixels(
+        demo,
+        label_field="pseudo",
+        field="sp3",
+        levels=3,
+        level_params=[{"base": "slic", "area": 300}, {"scale": 20, "min_area": 8}],
+    )
+    assert [s["field"] for s in summary["levels"]] == ["sp3_level1", "sp3_level2"]
+    demo.reload()
+    rec = demo.info["alc"]["superpixels"]
+    assert rec["sp3"]["levels"] == ["sp3_level1", "sp3_level2"]
+    assert (
+        rec["sp3_level1"]["params"]["base"] == "slic"
+        and rec["sp3_level2"]["parent"] == "sp3_level1"
+    )
+    for s in demo.iter_samples():
+        maps = [read_segmentation(s, f) for f in ("sp3", "sp3_level1", "sp3_level2")]
+        assert check_nested(maps[1], maps[0]) == 0 and check_nested(maps[2], maps[1]) == 0
+        assert int(maps[0].max()) <= int(maps[1].max()) <= int(maps[2].max())
+    alc.rank_superpixels(demo, "pseudo", superpixel_field="sp3", budget=80)
+    assert {d.level for _, d in _queries(demo)} <= {0, 1, 2}
+    assert len({d.level for _, d in _queries(demo)}) >= 2
+    # bad level parameters are refused before anything is computed
+    for bad, match in (
+        ({"level_params": [{"base": "sam"}]}, "base must be"),
+        ({"level_params": [{"bogus": 1}]}, "unknown parameter"),
+        ({"levels": 0}, "positive number"),
+        ({"levels": 2, "level_params": [{}, {}]}, "entries"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            alc.compute_superpixels(demo, label_field="pseudo", field="sp4", **bad)
+        assert not demo.has_field("sp4")
