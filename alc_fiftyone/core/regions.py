@@ -117,6 +117,26 @@ def _image_float(image: Any, shape: tuple[int, int]) -> np.ndarray:
     return arr.reshape(-1, arr.shape[-1])
 
 
+def _check_sizes(min_area, max_regions) -> int:
+    """``min_area`` as an int, after checking it and ``max_regions``."""
+    if not 1 <= int(max_regions) <= MAX_SUPERPIXELS:
+        raise ValueError(f"max_regions must be in 1..{MAX_SUPERPIXELS}, got {max_regions}")
+    if int(min_area) < 0:
+        raise ValueError(f"min_area must be >= 0, got {min_area}")
+    return int(min_area)
+
+
+def _colour_sums(image, shape, flat: np.ndarray, n: int) -> np.ndarray | None:
+    """(n+1, K) sums of the pixel values of each component of ``flat`` (None: no image)."""
+    if image is None:
+        return None
+    pix = _image_float(image, shape)
+    return np.stack(
+        [np.bincount(flat, weights=pix[:, k], minlength=n + 1) for k in range(pix.shape[1])],
+        axis=1,
+    )
+
+
 class _Graph:
     """The region graph during merging: per-region size, label, colour sums and base region,
     the (n+1, n+1) shared-border counts, and the map from the initial components to regions."""
@@ -293,11 +313,7 @@ def label_aware_regions(
     labels = _check_labels(labels, base.shape)
     if ignore not in IGNORE_MODES:
         raise ValueError(f"ignore must be one of {IGNORE_MODES}, got {ignore!r}")
-    if not 1 <= int(max_regions) <= MAX_SUPERPIXELS:
-        raise ValueError(f"max_regions must be in 1..{MAX_SUPERPIXELS}, got {max_regions}")
-    min_area = int(min_area)
-    if min_area < 0:
-        raise ValueError(f"min_area must be >= 0, got {min_area}")
+    min_area = _check_sizes(min_area, max_regions)
     base_dense, _ = dense_ids(base)  # 0 stays 0: "no superpixel" is one more base value
     lab_idx, values = _dense_labels(labels)
     n_lab = int(values.size)
@@ -314,13 +330,7 @@ def label_aware_regions(
     comp_label[flat] = lab_idx.ravel()
     comp_base = np.full(n + 1, -1, dtype=np.int64)
     comp_base[flat] = base_dense.ravel()
-    sums = None
-    if image is not None:
-        pix = _image_float(image, labels.shape)
-        sums = np.stack(
-            [np.bincount(flat, weights=pix[:, k], minlength=n + 1) for k in range(pix.shape[1])],
-            axis=1,
-        )
+    sums = _colour_sums(image, labels.shape, flat, n)
     g = _Graph(comp, n, comp_label, comp_base, sums, ignore_label)
 
     if ignore == "merge" and ignore_label >= 0:
@@ -388,11 +398,7 @@ def nested_regions(
         raise ValueError(f"parent must be an (H, W) integer id map, got {parent.shape}")
     if base.shape != parent.shape or base.dtype.kind not in "iub":
         raise ValueError(f"base {base.shape} must be an integer map of the parent's size")
-    if not 1 <= int(max_regions) <= MAX_SUPERPIXELS:
-        raise ValueError(f"max_regions must be in 1..{MAX_SUPERPIXELS}, got {max_regions}")
-    min_area = int(min_area)
-    if min_area < 0:
-        raise ValueError(f"min_area must be >= 0, got {min_area}")
+    min_area = _check_sizes(min_area, max_regions)
     parent_dense, n_parent = dense_ids(parent.astype(np.int64) + 1)  # 0 is a parent too
     base_dense, _ = dense_ids(base.astype(np.int64) + 1)
     comp, n = _components(base_dense * (n_parent + 1) + parent_dense)
@@ -400,13 +406,7 @@ def nested_regions(
     comp_parent = np.full(n + 1, -1, dtype=np.int64)
     comp_parent[flat] = parent_dense.ravel()
     comp_base = np.zeros(n + 1, dtype=np.int64)
-    sums = None
-    if image is not None:
-        pix = _image_float(image, parent.shape)
-        sums = np.stack(
-            [np.bincount(flat, weights=pix[:, k], minlength=n + 1) for k in range(pix.shape[1])],
-            axis=1,
-        )
+    sums = _colour_sums(image, parent.shape, flat, n)
     # the parent plays the part of the label: merges stay among siblings ("same_label")
     g = _Graph(comp, n, comp_parent, comp_base, sums, -2)
     area = min_area
