@@ -261,7 +261,11 @@ def test_get_query_refuses_forged_or_foreign_ids(ranked, make_dataset):
 
 
 def test_review_panel_serves_only_the_dataset_s_samples(ranked, make_dataset):
+    """The browser tab's card (param ``card``, panels/keys.js) names the query on screen: a
+    forged one (another dataset's sample, a path, a made-up id) never draws anything but this
+    dataset's own queries, and answering or skipping it fails cleanly."""
     import fiftyone as fo
+    import pydash
     from fiftyone.operators.executor import ExecutionContext, Executor
 
     from panels.review import ReviewPanel
@@ -269,47 +273,55 @@ def test_review_panel_serves_only_the_dataset_s_samples(ranked, make_dataset):
     panel = ReviewPanel()
     other = make_dataset()
     other.add_sample(fo.Sample(filepath=str(REPO / "README.md")))
-    state: dict = {"reviewer": "me"}
+    card: dict = {"tab": "tab-1", "reviewer": "me", "shown": None, "req": 0}
     data: dict = {}
 
     def call(method, **params):
+        card["req"] += 1
         req = {
             "dataset_name": ranked.name,
-            "params": {"panel_id": "p1", "panel_state": state, **params},
+            "params": {"panel_id": "p1", "panel_state": {}, "card": dict(card), **params},
         }
         executor = Executor()
         ctx = ExecutionContext(request_params=req, executor=executor)
         getattr(panel, method)(ctx)
         for r in executor._requests:
             r = r.to_json()
-            if r["operator_uri"] == "set_panel_state":
-                state.update(r["params"]["state"])
             if r["operator_uri"] == "patch_panel_data":
-                data.update(r["params"]["data"])
+                for key, value in r["params"]["data"].items():
+                    pydash.set_(data, key, value)
         return ctx
 
-    def image():
-        card = (data.get("review") or {}).get("query") or {}
-        return card.get("image")
+    def shown():
+        return (data.get("review") or {}).get("query")
 
     call("on_load")
-    assert state.get("query") and (image() or "").startswith("data:image/png")
-    # the client sends back a forged query on screen: another dataset's sample, a path
+    call("refresh", why="start")
+    first = shown()
+    assert first and first["image"].startswith("data:image/png")
+    ids, paths = set(ranked.values("id")), set(ranked.values("filepath"))
     for forged in (
-        {**state["query"], "id": "0" * 24, "sample_id": other.first().id},
-        {**state["query"], "sample_id": "/etc/passwd", "filepath": "/etc/passwd"},
-        {**state["query"], "id": "../../etc/passwd"},
+        {"id": "0" * 24, "sample_id": other.first().id},
+        {"id": first["id"], "sample_id": "/etc/passwd"},
+        {"id": "../../etc/passwd", "sample_id": first["sample_id"]},
     ):
-        state["query"] = forged
+        card["shown"] = forged
         data.clear()
         call("refresh")
-        if image():  # a picture is only ever one of this dataset's own queries
-            q = state["query"]
-            assert q["sample_id"] in ranked.values("id") and q["filepath"] in ranked.values(
-                "filepath"
-            )
-        state["query"] = forged
+        q = shown()
+        if q:  # a picture is only ever one of this dataset's own queries
+            assert q["sample_id"] in ids and q["image"].startswith("data:image/png")
+            sample = ranked[q["sample_id"]]
+            assert sample.filepath in paths and q["id"] in {
+                d.id for d in sample["alc_queries"].detections
+            }
         # answering a forged query (the card sends its id) fails cleanly, the panel keeps working
-        call("answer", query_id=forged["id"], label=forged["label"])
-        state["query"] = forged
+        card["shown"] = forged
+        call("answer", query_id=forged["id"], label=first["label"], asked=first["label"])
+        card["shown"] = forged
         call("skip", query_id=forged["id"])
+    assert not other.has_field("alc_queries") or not other.count("alc_queries.detections")
+    card["shown"] = None
+    data.clear()
+    call("refresh", why="start")
+    assert shown() and shown()["sample_id"] in ids

@@ -426,9 +426,10 @@ def test_view_change_events(ranked, panel):
     a.call("on_change_view")
     assert a.query["id"] == shown["id"] and a.message == message
     assert _det(ranked, shown["id"]).claimed_by == "ann"
-    # another tab opens the queue in the grid (the App's view is the session's): a view
-    # that still holds the query keeps it on screen, with its claim
-    a.view = alc.review_queue(ranked)
+    # another tab opens the queue in the grid (the App's view is the session's; the panel's
+    # "Queue in grid" shows every query, status=None): a view that still holds the query
+    # keeps it on screen, with its claim
+    a.view = alc.review_queue(ranked, status=None)
     a.call("on_change_view")
     assert a.query["id"] == shown["id"] and a.message == message
     assert _det(ranked, shown["id"]).claimed_by == "ann"
