@@ -18,6 +18,9 @@ README's calls, ``alc.compute_superpixels(ds, label_field="noisy")`` (regions), 
 of benchmarks/label_quality.py on these 100 frames) on the same regions, whose data mIoU after
 the last round shows that speed was not bought with quality (its time is not a target).
 
+``--levels 2,1`` runs the new code once per value of ``compute_superpixels(levels=...)``
+(the hierarchy against its top level alone); ``--rounds 0`` leaves the simulation out.
+
 Per stage: wall seconds, CPU seconds (this process and every worker process it started, from
 the operating system's accounting), peak resident memory of the process and its workers
 (sampled every 50 ms), and the load average of the machine before and after (a shared
@@ -27,6 +30,7 @@ turn, each in its own process with ``PYTHONPATH=DIR``; the numba cache of each c
 warmed first by a small untimed run, so neither pays numba's one-time compilation.
 
     python benchmarks/round_speed.py --vs /tmp/old-41745a6            # both sets
+    python benchmarks/round_speed.py --sets camvid --levels 2,1 --rounds 0  # hierarchy vs 1 level
     python benchmarks/round_speed.py --sets camvid --camvid 100 --vs /tmp/old-41745a6
 
 Prints one markdown table. Uses FIFTYONE_DATABASE_URI when set, else FiftyOne's own database;
@@ -200,7 +204,8 @@ def child(args) -> int:
         alc.corrupt_labels(ds, "ground_truth", "noisy", rate=0.3, seed=0)
         meter = Meter()
         s = meter.stage()
-        summary = alc.compute_superpixels(ds, label_field="noisy")
+        kw = {"levels": args.levels} if args.levels else {}
+        summary = alc.compute_superpixels(ds, label_field="noisy", **kw)
         out["stages"]["regions"] = meter.done(s)
         out["regions_per_image"] = summary.get("mean_superpixels")
         for name in ("rank 1", "rank 2")[: args.rankings]:
@@ -208,7 +213,7 @@ def child(args) -> int:
             r = alc.rank_superpixels(ds, "noisy")
             out["stages"][name] = meter.done(s)
             out[f"{name} queries"] = r["num_queries"]
-        if args.simulate:
+        if args.simulate and args.rounds > 0:
             s = meter.stage()
             res = alc.simulate(
                 ds, "noisy", "ground_truth", rounds=args.rounds, budget_per_round=SIM_CLICKS
@@ -227,10 +232,12 @@ def child(args) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def run_child(code: Path, data: Path, simulate: bool, rounds: int, rankings: int = 2) -> dict:
+def run_child(
+    code: Path, data: Path, simulate: bool, rounds: int, rankings: int = 2, levels: int = 0
+) -> dict:
     env = dict(os.environ, PYTHONPATH=str(code))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--data", str(data)]
-    cmd += ["--rounds", str(rounds), "--rankings", str(rankings)]
+    cmd += ["--rounds", str(rounds), "--rankings", str(rankings), "--levels", str(levels)]
     cmd += ["--simulate"] if simulate else []
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     for line in res.stdout.splitlines():
@@ -245,19 +252,29 @@ def main(argv=None) -> int:
     ap.add_argument("--camvid", type=int, default=100)
     ap.add_argument("--pascal", type=int, default=1464)
     ap.add_argument("--vs", default=None, help="a checkout of the old code to compare with")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the simulation (0: none)")
+    ap.add_argument(
+        "--levels",
+        default="",
+        help="levels of the regions, e.g. 2,1: the new code once per value (default: its own)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--data", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--simulate", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rankings", type=int, default=2, help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None, help="also write the raw results here")
     args = ap.parse_args(argv)
-    if args.child:
-        return child(args)
-    if not DATA.is_dir():
+    if not DATA.is_dir() and not args.child:
         print(f"no data folder at {DATA}", file=sys.stderr)
         return 1
-    codes = [("new", REPO)] + ([("old", Path(args.vs).resolve())] if args.vs else [])
+    if args.child:
+        args.levels = int(args.levels or 0)
+        return child(args)
+    levels = [int(x) for x in args.levels.split(",") if x] or [0]
+    codes = [
+        ("new" if len(levels) == 1 else f"new ({n} level{'s' if n > 1 else ''})", REPO, n)
+        for n in levels
+    ] + ([("old", Path(args.vs).resolve(), 0)] if args.vs else [])
     tmp = Path(tempfile.mkdtemp(prefix="round-speed-"))
     # the masks, sidecars and generated images of the run live (and go) with it
     os.environ.setdefault("ALC_FIFTYONE_DIR", str(tmp / "alc"))
@@ -269,7 +286,7 @@ def main(argv=None) -> int:
 
 def _run(args, ap, codes, tmp: Path) -> int:
     warm = camvid_set(tmp / "warm", 4)
-    for _, code in codes:  # numba's cache of each checkout, and the imports, warmed
+    for _, code, _ in codes:  # numba's cache of each checkout, and the imports, warmed
         run_child(code, warm, False, 1)
     results = []
     for name in args.sets.split(","):
@@ -279,9 +296,10 @@ def _run(args, ap, codes, tmp: Path) -> int:
             data = pascal_set(tmp / "pascal", args.pascal)
         else:
             ap.error(f"unknown set {name!r}")
-        for label, code in codes[::-1] if len(results) % 2 else codes:  # old and new in turn
+        for label, code, n in codes[::-1] if len(results) % 2 else codes:  # in turn
             # PASCAL: a round is regions once, then one ranking
-            r = run_child(code, data, name == "camvid", args.rounds, 2 if name == "camvid" else 1)
+            rankings = 2 if name == "camvid" else 1
+            r = run_child(code, data, name == "camvid", args.rounds, rankings, n)
             r.update(set=name, version=label)
             results.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
