@@ -56,7 +56,14 @@ from ..store.fields import (
 from ..store.files import check_same_size, read_image, read_segmentation
 from ..store.info import alc_info, append_alc_info, update_alc_info
 from ..store.roles import check_ranking_fields
-from .candidates import Candidate, acquisition_scorer, push_image, read_levels, score_image
+from .candidates import (
+    FINER_LEVEL_WEIGHT,
+    Candidate,
+    acquisition_scorer,
+    push_image,
+    read_levels,
+    score_image,
+)
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
@@ -338,6 +345,7 @@ class OracleScorer(Scorer):
     reads the ground truth, so it is a bound, never a method for reviewers."""
 
     name = "oracle"
+    exact = True  # the pixels an answer fixes, counted: no level is discounted
 
     def __init__(self, gt_field: str, rule: str = "majority", ignore_index: int | None = 255):
         self.gt_field, self.rule, self.ignore_index = gt_field, rule, ignore_index
@@ -586,6 +594,8 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
     # a few samples ahead in threads where the model allows it and the acquisition runs on
     # the CPU (the numba kernels and image decoding release the GIL); in order either way
     threads = 1 if not plan.model.thread_safe or not acq.runs_on_host(device) else None
+    # estimates count a finer level's regions less; exact counts (the oracle) as they are
+    weight = 1.0 if getattr(plan.scorer, "exact", False) else FINER_LEVEL_WEIGHT
     results = thread_map(read_and_score, work.iter_samples(), threads)
     for order, (sample, got) in enumerate(track(results, len(work), progress, "ranking")):
         if isinstance(got, SampleError):
@@ -600,7 +610,7 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
             if len(scored.results[0]):
                 classbal_rows.append((order, sample.id, scored.results[0], scored.keep[0]))
             continue
-        push_image(heap, plan.budget, scored, order, sample.id, probs, labels, maker)
+        push_image(heap, plan.budget, scored, order, sample.id, probs, labels, maker, weight)
     if method == "classbal":
         heap = _classbal_select(classbal_rows, plan, maker)
     return sorted(heap, reverse=True), sp_paths, num_excluded

@@ -142,3 +142,54 @@ def test_gain_is_the_expected_pixels_made_right():
     # sim also counts the model's doubt about the right region (12 x 0.2 x cos 1)
     sim = score_superpixels(P, sp, lab, method="sim")
     assert sim.scores[0] > 2.0
+
+
+def test_one_ranking_counts_a_finer_level_less_unless_the_scores_are_exact():
+    """push_image: a finer region's estimate counts FINER_LEVEL_WEIGHT as much per level (an
+    estimate on small regions is less sure), an exact count (the oracle) as it is."""
+    from types import SimpleNamespace
+
+    from alc_fiftyone.steps.candidates import (
+        FINER_LEVEL_WEIGHT,
+        ImageLevels,
+        ImageScores,
+        push_image,
+    )
+
+    top = np.zeros((4, 8), np.int32)
+    top[:, :4], top[:, 4:] = 1, 2
+    fine = np.zeros_like(top)
+    fine[:, :4], fine[:2, 4:], fine[2:, 4:] = 1, 2, 3  # region 2 of the top cut in two
+    levels = ImageLevels(["sp", "sp_level1"], [top, fine], ["a.png", "b.png"])
+
+    def res(ids, scores):
+        n = len(ids)
+        return SimpleNamespace(
+            ids=np.array(ids),
+            scores=np.array(scores, float),
+            rep_yx=np.zeros((n, 2), int),
+            sizes=np.full(n, 8),
+        )
+
+    # the top's region 1 (10 pixels to fix, estimated) against a piece of the top's region 2
+    # (15 estimated); the top's region 2 itself and the other piece score nothing
+    scored = ImageScores(
+        levels,
+        [top, fine],
+        [res([1, 2], [10.0, 0.0]), res([1, 2, 3], [0.0, 15.0, 0.0])],
+        [np.array([True, True]), np.array([False, True, True])],
+        0,
+    )
+    maker = SimpleNamespace(payload=lambda *a: {"score": float(a[6])})
+    probs = [np.zeros((2, 4, 8)), np.zeros((2, 4, 8))]
+
+    def first(weight):
+        heap: list = []
+        push_image(heap, 1, scored, 0, "s", probs, np.zeros((4, 8), np.uint8), maker, weight)
+        (cand,) = heap
+        return cand.payload["level"], cand.payload["superpixel_field"], cand.payload["score"]
+
+    assert 10.0 < 15.0 * 1.0 and 15.0 * FINER_LEVEL_WEIGHT < 10.0  # the case decides
+    assert first(FINER_LEVEL_WEIGHT) == (0, "sp", 10.0)
+    assert first(1.0) == (1, "sp_level1", 15.0)  # the query keeps its own score
+    assert push_image.__defaults__[-1] == FINER_LEVEL_WEIGHT
