@@ -67,12 +67,43 @@ def allocate(stratum_sizes, n: int, minimum: int = 2) -> np.ndarray:
     return alloc
 
 
+def allocate_by(totals, stratum_sizes, n: int, minimum: int = 2) -> np.ndarray:
+    """:func:`allocate` with the draws proportional to ``totals`` (e.g. each stratum's pixels)
+    instead of the stratum sizes, never more than a stratum's regions."""
+    totals = np.asarray(totals, dtype=np.float64)
+    sizes = np.asarray(stratum_sizes, dtype=np.int64)
+    n = int(min(max(n, 0), int(sizes.sum())))
+    if n == 0 or totals.sum() <= 0:
+        return allocate(sizes, n, minimum)
+    floor = np.minimum(sizes, minimum)
+    if floor.sum() > n:
+        floor = np.zeros_like(sizes)
+    target = n * totals / totals.sum()
+    alloc = np.minimum(np.maximum(np.floor(target).astype(np.int64), floor), sizes)
+    remainder = target - alloc
+    while alloc.sum() < n:
+        h = max((h for h in range(sizes.size) if alloc[h] < sizes[h]), key=lambda h: remainder[h])
+        alloc[h] += 1
+        remainder[h] -= 1
+    while alloc.sum() > n:
+        h = min((h for h in range(sizes.size) if alloc[h] > floor[h]), key=lambda h: remainder[h])
+        alloc[h] -= 1
+        remainder[h] += 1
+    return alloc
+
+
 def stratified_sample(
-    scores: np.ndarray, n: int, num_strata: int, rng: np.random.Generator
+    scores: np.ndarray,
+    n: int,
+    num_strata: int,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Draw ``n`` of the frame regions whose scores are ``scores``: strata by score
-    quantiles (:func:`score_strata`), proportional allocation (:func:`allocate`), a simple
-    random sample without replacement in each stratum.
+    quantiles (:func:`score_strata`), allocation proportional to each stratum's total of
+    ``weights`` (default: its count; the regions' pixels allocate by the pixels each stratum
+    holds, since a region's error is at most its size: Cochran 5.9), at least two a stratum
+    (:func:`allocate`), a simple random sample without replacement in each stratum.
 
     Returns ``(indices drawn, their strata, inclusion probability of each drawn region,
     stratum of every frame region)``.
@@ -80,7 +111,11 @@ def stratified_sample(
     strata = score_strata(scores, num_strata)
     num = int(strata.max()) + 1 if strata.size else 0
     sizes = np.bincount(strata, minlength=num)
-    alloc = allocate(sizes, n)
+    if weights is None:
+        alloc = allocate(sizes, n)
+    else:
+        totals = np.bincount(strata, weights=np.asarray(weights, np.float64), minlength=num)
+        alloc = allocate_by(totals, sizes, n)
     picked, picked_h, probs = [], [], []
     for h in range(num):
         members = np.flatnonzero(strata == h)
@@ -127,6 +162,8 @@ def remaining_total(
     values: np.ndarray,
     upper: float | None = None,
     z: float = Z95,
+    aux: np.ndarray | None = None,
+    stratum_aux=None,
 ) -> Estimate:
     """The stratified estimate of the total of ``values`` over the frame regions *not* in the
     sample, with a normal interval.
@@ -144,37 +181,63 @@ def remaining_total(
         interval is clipped to ``[0, upper]``.
     z
         The normal quantile of the interval (1.96: 95%).
+    aux, stratum_aux
+        An auxiliary size known for every region (its pixels): ``aux`` of each sampled
+        region, ``stratum_aux`` the stratum totals ``X_h``. Given, the separate ratio
+        estimator (Cochran 6.10-6.13) is used: ``R_h = sum(y) / sum(x)`` over the stratum's
+        sample, the remaining total ``R_h * (X_h - x_sampled)``; without, the expansion
+        (Horvitz-Thompson) estimate ``(N_h - n_h) * mean_h``. The variance is
+        ``sum_h N_h**2 (1 - n_h/N_h) s_h**2 / n_h`` of the values (their residuals
+        ``y - R_h x`` for the ratio).
 
-    A stratum with regions but no answered draw contributes its size times the mean over the
-    whole sample (a ratio fallback), and a stratum with one answered draw the variance of the
-    whole sample: both are noted as weak in docs/method.md.
+    Small samples (docs/method.md, "What remains wrong"): a stratum with one answered draw,
+    or whose draws are all alike (s_h = 0, e.g. all right), borrows the pooled variance of the
+    whole sample (scaled by its mean size for the ratio); a stratum without an answered draw
+    gets the pooled ratio or mean and a wide variance; and when no sampled region holds any
+    error the upper bound is the rule of three (at most 3/n of what remains).
     """
     sizes = np.asarray(stratum_sizes, dtype=np.float64)
     strata = np.asarray(strata, dtype=np.int64)
     values = np.asarray(values, dtype=np.float64)
+    ratio = aux is not None
+    x = np.asarray(aux, dtype=np.float64) if ratio else np.ones(values.size)
+    big_x = np.asarray(stratum_aux, dtype=np.float64) if ratio else sizes
     if values.size == 0:
         hi = float(upper) if upper is not None else float("inf")
         return Estimate(float("nan"), float("nan"), 0.0, hi)
-    pooled_mean = float(values.mean())
-    pooled_var = float(values.var(ddof=1)) if values.size > 1 else 0.0
+    pooled_r = float(values.sum() / x.sum()) if x.sum() > 0 else 0.0
+    resid_all = values - pooled_r * x
+    pooled_var = float(resid_all.var(ddof=1)) if values.size > 1 else 0.0
+    pooled_x = float(x.mean())
     total = 0.0
     var = 0.0
+    left = 0.0  # the auxiliary total not sampled (pixels, or regions)
     for h, big_n in enumerate(sizes):
-        y = values[strata == h]
+        mine = strata == h
+        y, xs = values[mine], x[mine]
         n = y.size
-        rest = big_n - n
-        if big_n <= 0 or rest <= 0:
+        rest_x = float(big_x[h] - xs.sum())
+        if big_n <= 0 or big_n - n <= 0 or rest_x <= 0:
             continue
+        left += rest_x
+        scale = (xs.mean() / pooled_x) ** 2 if (ratio and n and pooled_x > 0) else 1.0
         if n == 0:
-            total += rest * pooled_mean
-            var += big_n**2 * pooled_var  # as if one draw: wide on purpose
+            total += rest_x * pooled_r
+            like = (big_x[h] / big_n / pooled_x) ** 2 if ratio and pooled_x > 0 else 1.0
+            var += big_n**2 * pooled_var * like  # as if one draw: wide on purpose
             continue
-        s2 = float(y.var(ddof=1)) if n > 1 else pooled_var
-        total += rest * float(y.mean())
+        r_h = float(y.sum() / xs.sum()) if xs.sum() > 0 else pooled_r
+        d = y - r_h * xs
+        s2 = float(d.var(ddof=1)) if n > 1 else 0.0
+        if s2 <= 0:
+            s2 = pooled_var * scale
+        total += rest_x * r_h
         var += big_n**2 * (1.0 - n / big_n) * s2 / n
     se = float(np.sqrt(var))
     low = max(0.0, total - z * se)
     high = total + z * se
+    if not (values > 0).any():  # nothing found: the rule of three (Hanley & Lippman-Hand 1983)
+        high = max(high, 3.0 / values.size * left)
     if upper is not None:
         high = min(high, float(upper))
         total = min(total, float(upper))

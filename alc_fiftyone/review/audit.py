@@ -193,6 +193,7 @@ def audit(
                     "stratum": attr(d, "stratum"),
                     "class_before": d.label,
                     "pixels": changed,
+                    "size": int(attr(d, "num_pixels") or 0),
                     "corrected": status == "corrected",
                 }
             )
@@ -222,7 +223,16 @@ def audit(
     corrections = pd.DataFrame(rows, columns=CORRECTION_COLUMNS)
     hit = pd.DataFrame(
         answered,
-        columns=["round", "rank", "purpose", "stratum", "class_before", "pixels", "corrected"],
+        columns=[
+            "round",
+            "rank",
+            "purpose",
+            "stratum",
+            "class_before",
+            "pixels",
+            "size",
+            "corrected",
+        ],
     )
     changed_pixels = _changed_pixels(samples, label_field, revised_field)
     counts = {
@@ -285,7 +295,10 @@ def _estimate(report: AuditReport, hit, rec: dict, changed_pixels: int) -> None:
     wrong = (pix > 0).astype(np.float64)
     labelled = float(est.get("labelled_pixels") or 0)
     frame_regions = float(est["frame_regions"])
-    pixels = remaining_total(sizes, h, pix, upper=float(est["frame_pixels"]))
+    size = mine["size"].to_numpy(dtype=np.float64)
+    stratum_pixels = np.array([s["pixels"] for s in strata], dtype=np.float64)
+    ratio = {"aux": size, "stratum_aux": stratum_pixels}
+    pixels = remaining_total(sizes, h, pix, upper=float(est["frame_pixels"]), **ratio)
     regions = remaining_total(sizes, h, wrong, upper=frame_regions)
     report.error_rate = {
         "pixels": pixels.scaled(labelled),
@@ -299,7 +312,7 @@ def _estimate(report: AuditReport, hit, rec: dict, changed_pixels: int) -> None:
     by_class = {}
     for name, n in (est.get("labelled_pixels_by_class") or {}).items():
         ys = np.where(mine["class_before"].to_numpy() == name, pix, 0.0)
-        by_class[name] = remaining_total(sizes, h, ys).scaled(float(n))
+        by_class[name] = remaining_total(sizes, h, ys, **ratio).scaled(float(n))
     report.by_class = by_class
 
 

@@ -61,9 +61,10 @@ def draw_estimate(plan, ranked: list, frames: list, seed: int) -> tuple[list, di
     owner = np.concatenate([np.full(r[3].size, k) for k, r in enumerate(rows)]) if rows else []
     ids = np.concatenate([r[3] for r in rows]) if rows else np.zeros(0, dtype=np.int64)
     n = min(plan.estimate_n, int(scores.size))
-    num_strata = max(1, min(ESTIMATE_STRATA, n // 2))
+    # a stratum's variance needs a few draws: about five a stratum, at most ESTIMATE_STRATA
+    num_strata = max(1, min(ESTIMATE_STRATA, n // 5))
     rng = np.random.default_rng([int(seed), 0xE571])
-    idx, strata, probs, all_strata = stratified_sample(scores, n, num_strata, rng)
+    idx, strata, probs, all_strata = stratified_sample(scores, n, num_strata, rng, sizes)
     drawn = [
         (rows[owner[i]][0], rows[owner[i]][1], rows[owner[i]][2], int(ids[i]), int(h), float(p))
         for i, h, p in zip(idx, strata, probs)
@@ -90,7 +91,7 @@ def draw_estimate(plan, ranked: list, frames: list, seed: int) -> tuple[list, di
         "frame_field": plan.levels[level] if level < len(plan.levels) else None,
         "frame_regions": int(scores.size),
         "frame_pixels": int(sizes.sum()),
-        "allocation": "proportional",
+        "allocation": "proportional to pixels",
         "strata": strata_rec,
     }
     return drawn, record
