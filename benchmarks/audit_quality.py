@@ -9,6 +9,11 @@ the last round's frame that is still unanswered (``steps.simulation.remaining_er
 
     .venv/bin/python benchmarks/audit_quality.py --limit 20
 
+``--cost`` measures instead what the random share costs: data mIoU after ``--rounds`` rounds
+(5 for that) with ``estimate_share`` 0 and ``--share``, at equal clicks.
+
+    .venv/bin/python benchmarks/audit_quality.py --limit 20 --cost --rounds 5 --rates 0.3
+
 Prints one markdown table: the estimate of the pixels still wrong (share of the labelled
 pixels) with its 95% interval, the truth, whether the interval holds it, and the interval's
 width over the estimate. Uses FIFTYONE_DATABASE_URI when set, else FiftyOne's own database.
@@ -85,6 +90,28 @@ def run_one(alc, ds, rate: float, seed: int, args) -> dict:
     }
 
 
+def cost(alc, ds, key: str, rate: float, seed: int, args) -> str:
+    """Data mIoU after each round with and without the random share, at equal clicks."""
+    alc.corrupt_labels(ds, "ground_truth", "noisy", rate=rate, seed=seed)
+    alc.compute_superpixels(ds, label_field="noisy", overwrite=True)
+    mious = {}
+    for share in (0.0, args.share):
+        res = alc.simulate(
+            ds,
+            "noisy",
+            "ground_truth",
+            rounds=args.rounds,
+            budget_per_round=args.budget,
+            estimate_share=share,
+            model="features",
+            seed=seed,
+        )
+        mious[share] = [100 * m for m in res.mious]
+    a, b = mious[0.0], mious[args.share]
+    cells = " | ".join(f"{x:.2f} / {y:.2f}" for x, y in zip(a[1:], b[1:]))
+    return f"| {key} | {rate} | {seed} | {a[0]:.2f} | {cells} | {b[-1] - a[-1]:+.2f} |"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="camvid,horse")
@@ -99,6 +126,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--share", type=float, default=0.3, help="estimate_share")
     ap.add_argument("--limit", type=int, default=20, help="images per dataset")
+    ap.add_argument("--cost", action="store_true", help="mIoU with and without the share")
     args = ap.parse_args(argv)
     if not DATA.is_dir():
         print(f"no data folder at {DATA}", file=sys.stderr)
@@ -110,6 +138,24 @@ def main(argv=None) -> int:
         f"{args.limit} images per dataset, {args.rounds} rounds, budget {args.budget} per "
         f"round, estimate_share {args.share}"
     )
+    if args.cost:
+        rounds = " | ".join(f"r{r} (0 / {args.share})" for r in range(1, args.rounds + 1))
+        lines = [
+            f"| dataset | rate | seed | init | {rounds} | cost after r{args.rounds} |",
+            "|---|---|---|---|" + "---|" * args.rounds + "---|",
+        ]
+        for key in args.datasets.split(","):
+            ds = load(alc, key, args.limit)
+            try:
+                for rate in (float(r) for r in args.rates.split(",")):
+                    for seed in (int(s) for s in args.seeds.split(",")):
+                        lines.append(cost(alc, ds, key, rate, seed, args))
+                        print(lines[-1], flush=True)
+            finally:
+                ds.delete()
+        print()
+        print("\n".join(lines))
+        return 0
     lines = [
         (
             "| dataset | rate | seed | estimate (low-high) | truth | covered? | width/estimate "

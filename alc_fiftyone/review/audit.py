@@ -78,6 +78,7 @@ class AuditReport:
     counts: dict
     sample: dict | None = None  # the random sample's record (frame, strata)
     notes: list[str] = field(default_factory=list)
+    samples: object = field(default=None, repr=False)  # the collection audited (pictures)
 
     def summary(self) -> dict:
         """The report's numbers as plain JSON-able values (without the tables)."""
@@ -244,6 +245,7 @@ def audit(
         "rounds": len(rounds),
     }
     report = AuditReport(
+        samples=samples,
         dataset=dataset.name,
         label_field=label_field,
         queries_field=queries_field,
@@ -441,6 +443,16 @@ def render_html(report: AuditReport) -> str:
         )
     else:
         parts.append("<p>No ranked answers.</p>")
+    pictures = _before_after(report)
+    if pictures:
+        parts.append("<h2>Most corrected images</h2>")
+        parts.append("<p>Each image with its labels before any answer and after.</p>")
+        for path, changed, png in pictures:
+            parts.append(
+                f"<figure><img class='before-after' alt='before and after' "
+                f"src='data:image/png;base64,{png}'><figcaption>{esc(str(path))}: "
+                f"{changed} pixels corrected</figcaption></figure>"
+            )
     parts.append(f"<h2>Corrections ({len(corr)})</h2>")
     shown = corr.head(500).copy()
     if len(shown):
@@ -450,6 +462,54 @@ def render_html(report: AuditReport) -> str:
         parts.append("<p>The first 500; the JSON report has them all.</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _before_after(report: AuditReport, most: int = 4, width: int = 240) -> list:
+    """(filepath, pixels corrected, base64 PNG of image | before | after) of the ``most``
+    images with the most corrected pixels; [] when the collection is not at hand."""
+    from PIL import Image
+
+    from ..store.fields import class_table
+    from ..store.files import read_image
+    from .render import class_colors
+
+    corr = report.corrections
+    if report.samples is None or not len(corr):
+        return []
+    top = corr.groupby("sample_id")["pixels"].sum().sort_values(ascending=False).head(most)
+    _, ignore, num_classes = class_table(db.dataset_of(report.samples), report.label_field)
+    colors = class_colors(num_classes)
+    out = []
+    for sample in report.samples.select(list(top.index), ordered=True):
+        try:
+            image = read_image(sample)
+            before = read_segmentation(sample, report.label_field)
+            after = read_segmentation(sample, report.revised_field)
+        except ALCError:
+            continue
+        if not (image.shape[:2] == before.shape == after.shape):
+            continue
+
+        def paint(labels, image=image):
+            rgb = image.astype(np.float64).copy()
+            known = (labels < num_classes) & (labels != (ignore if ignore is not None else -1))
+            rgb[known] = 0.45 * rgb[known] + 0.55 * colors[labels[known].astype(int)]
+            return rgb.astype(np.uint8)
+
+        row = np.concatenate([image, paint(before), paint(after)], axis=1)
+        pic = Image.fromarray(row)
+        h = max(1, round(pic.height * 3 * width / pic.width))
+        pic = pic.resize((3 * width, h))
+        buf = io.BytesIO()
+        pic.save(buf, format="PNG")
+        out.append(
+            (
+                sample.filepath,
+                int(top[sample.id]),
+                base64.b64encode(buf.getvalue()).decode("ascii"),
+            )
+        )
+    return out
 
 
 def _iso(value):

@@ -106,6 +106,7 @@ def test_audit_on_a_simulation_lists_every_correction_and_writes_reports(demo, t
         "id='error-rate'",
         'id="confusion"',
         "data:image/png;base64,",
+        "class='before-after'",
         'id="corrections"',
     ):
         assert part in text
