@@ -137,8 +137,8 @@ def audit(
     Parameters
     ----------
     samples
-        The dataset (or a view of it: the audit reads its whole dataset's queries of the
-        samples in the view).
+        The dataset audited. A view lists the corrections of its samples only; the error
+        estimate is always of the collection that was ranked (its frame and strata).
     label_field
         The labels under review (default: the one the queries were ranked for).
     queries_field

@@ -239,8 +239,8 @@ def rank_superpixels(
         not cover (0: none, the default). Such queries carry ``purpose="estimate"`` and their
         ``inclusion_prob`` (the others ``purpose="ranked"``); answered, they let
         :func:`alc_fiftyone.audit` estimate how much is still wrong (docs/method.md,
-        "What remains wrong"). 0.1 to 0.2 is the recommended value for an audit (not
-        measured as the default: see there).
+        "What remains wrong"). 0.1 to 0.2 is the recommended value for an audit; not the
+        default, since 0.2 cost up to 2.8 mIoU points at equal clicks (BENCHMARKS.md).
 
     Returns
     -------

@@ -261,6 +261,17 @@ def test_audit_report_writes_the_html(plugin, demo, tmp_path):
     assert not (tmp_path / "none.html").exists()
 
 
+def test_rank_operator_draws_the_random_share(plugin, demo):
+    import alc_fiftyone as alc
+
+    alc.compute_superpixels(demo, method="slic", n_segments=20)
+    assert resolve_input("rank_superpixels", demo)["estimate_share"].default == 0.0
+    result = execute("rank_superpixels", demo, label_field="pseudo", budget=8, estimate_share=0.5)
+    assert "error" not in result.result, result.result
+    purposes = demo.values("alc_queries.detections.purpose", unwind=True)
+    assert sorted(purposes) == ["estimate"] * 4 + ["ranked"] * 4
+
+
 def test_rank_form_prefills_the_fields_of_the_last_round(plugin, demo):
     """Ranking again needs no typing: the label, superpixel and queries fields of the latest
     round are the form's defaults; a dataset never ranked gets its recorded label field."""
