@@ -314,7 +314,8 @@ def _estimate(report: AuditReport, hit, rec: dict, changed_pixels: int) -> None:
     by_class = {}
     for name, n in (est.get("labelled_pixels_by_class") or {}).items():
         ys = np.where(mine["class_before"].to_numpy() == name, pix, 0.0)
-        by_class[name] = remaining_total(sizes, h, ys, **ratio).scaled(float(n))
+        # at most every pixel of the class (the rule of three is of the whole frame)
+        by_class[name] = remaining_total(sizes, h, ys, upper=float(n), **ratio).scaled(float(n))
     report.by_class = by_class
 
 

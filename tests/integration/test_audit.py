@@ -98,6 +98,9 @@ def test_audit_on_a_simulation_lists_every_correction_and_writes_reports(demo, t
     eb, lob, hib = report.error_rate_before["pixels"]
     e, lo, hi = report.error_rate["pixels"]
     assert eb >= e and lob >= lo and hib >= hi
+    assert report.by_class and all(
+        0 <= lo <= e <= hi <= 1 for e, lo, hi in report.by_class.values()
+    )
     html_path = report.to_html(tmp_path / "r.html")
     text = Path(html_path).read_text()
     for part in (
