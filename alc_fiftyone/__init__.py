@@ -54,6 +54,8 @@ _EXPORTS = {
     "split_query": "review.answers",
     "undo": "review.answers",
     "render_query": "review.render",
+    "audit": "review.audit",
+    "AuditReport": "review.audit",
     # SAM
     "load_sam": "models.embeddings",
     "cache_embeddings": "models.embeddings",
@@ -92,6 +94,7 @@ __all__ = [
     "PLUGIN_NAME",
     "SUPERPIXEL_METHODS",
     "ALCError",
+    "AuditReport",
     "CallableModel",
     "DatabaseError",
     "FeatureModel",
@@ -106,6 +109,7 @@ __all__ = [
     "SimulationResult",
     "answer",
     "apply_answers",
+    "audit",
     "cache_embeddings",
     "claim",
     "clean_files",
@@ -169,6 +173,7 @@ if TYPE_CHECKING:  # what the lazy loading below gives, for type checkers and ID
     from .models.features import FeatureModel
     from .models.registry import get_model
     from .review.answers import answer, apply_answers, skip, split_query, undo
+    from .review.audit import AuditReport, audit
     from .review.claims import claim, release
     from .review.queries import get_query, review_queue
     from .review.queue import (

@@ -55,6 +55,17 @@ def _rounds(text: str) -> int:
     return value
 
 
+def _share(text: str) -> float:
+    """A share of the budget: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"not a share in [0, 1): {text!r}")
+    return value
+
+
 def _model(text: str) -> str:
     if text in ("auto", "features", "sam_head") or text.startswith(("field:", "backbone:")):
         return text
@@ -187,6 +198,7 @@ def cmd_simulate(args, bar) -> None:
                 method=args.method,
                 model=args.model,
                 seed=args.seed,
+                estimate_share=args.estimate_share,
             ),
         )
         bar.close()
@@ -256,10 +268,43 @@ def cmd_rank(args, bar) -> None:
         args.label_field,
         progress=bar,
         skip_failures=args.skip_failures,
-        **_given(method=args.method, budget=args.budget, model=args.model, seed=args.seed),
+        **_given(
+            method=args.method,
+            budget=args.budget,
+            model=args.model,
+            seed=args.seed,
+            estimate_share=args.estimate_share,
+        ),
     )
     bar.close()
     _print_summary(summary)
+
+
+def cmd_audit(args, bar) -> None:
+    import alc_fiftyone as alc
+
+    report = alc.audit(
+        _load(args.dataset),
+        **_given(
+            label_field=args.label_field,
+            queries_field=args.queries_field,
+            revised_field=args.revised_field,
+        ),
+    )
+    bar.close()
+    print(f"audit of {report.dataset} ({report.queries_field}): {report.standing()}")
+    if report.error_rate is not None:
+        for when, rates in (("now", report.error_rate), ("before", report.error_rate_before)):
+            for key in ("pixels", "regions"):
+                e, lo, hi = rates[key]
+                print(
+                    f"  {key} still wrong {when}: {100 * e:.2f}% ({100 * lo:.2f}-{100 * hi:.2f}%)"
+                )
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"report: {report.to_html(args.out)}")
+    if args.json:
+        print(f"json: {report.to_json(args.json)}")
 
 
 def cmd_evaluate(args, bar) -> None:
@@ -406,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="regions: label_aware (follow the noisy labels, cut by Felzenszwalb; default), "
         "felzenszwalb or slic",
     )
+    p.add_argument(
+        "--estimate-share",
+        type=_share,
+        metavar="S",
+        help="share of the budget drawn at random for `audit` (default 0; 0.1-0.2 for an audit)",
+    )
     p.add_argument("--plot", metavar="OUT.png", help="plot data mIoU per round to this file")
     p.add_argument("--keep", action="store_true", help="keep the dataset (persistent)")
     p.set_defaults(func=cmd_simulate)
@@ -454,7 +505,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=_model, metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--seed", type=int, metavar="S", help="seed of the ranking and the model")
     p.add_argument("--skip-failures", action="store_true", help=SKIP_HELP)
+    p.add_argument(
+        "--estimate-share",
+        type=_share,
+        metavar="S",
+        help="share of the budget drawn at random for `audit` (default 0; 0.1-0.2 for an audit)",
+    )
     p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser(
+        "audit", help="error rate still in the labels (with an interval), errata, HTML report"
+    )
+    p.add_argument("dataset", help="dataset name")
+    p.add_argument("--out", required=True, metavar="REPORT.html", help="the HTML report")
+    p.add_argument("--json", metavar="REPORT.json", help="also write the numbers as JSON")
+    p.add_argument(
+        "--queries-field",
+        metavar="F",
+        help="the queries (default: the latest ranking's; alc_sim_queries for a simulation)",
+    )
+    p.add_argument("--label-field", metavar="F", help="the labels under review (default: ranked)")
+    p.add_argument("--revised-field", metavar="F", help="the corrected labels (default: ranked)")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("evaluate", help="per-class IoU of a label field against ground truth")
     p.add_argument("dataset", help="dataset name")

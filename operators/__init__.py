@@ -3,6 +3,7 @@
 Every name here must also be listed under ``operators:`` in ``fiftyone.yml``.
 """
 
+from .audit import AuditReport
 from .export import ExportMasks, SaveRevisedVersion
 from .rank import RankSuperpixels
 from .sam import ComputeSamSuperpixels, GeneratePseudoLabels
@@ -19,4 +20,5 @@ OPERATORS = [
     GeneratePseudoLabels,
     ComputeSamSuperpixels,
     MergeRanking,
+    AuditReport,
 ]

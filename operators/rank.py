@@ -122,6 +122,15 @@ class RankSuperpixels(ALCOperator):
             description="Queries to write: a count (>= 1) or a fraction of the "
             "superpixels (< 1); blank: library default",
         )
+        inputs.float(
+            "estimate_share",
+            default=d["estimate_share"],
+            min=0,
+            max=0.99,
+            label="Random share (for an audit)",
+            description="Share of the budget drawn at random, stratified by score, so that "
+            "'Audit report' can estimate what is still wrong (0: none; 0.1-0.2 for an audit)",
+        )
         inputs.str(
             "queries_field",
             default=d["queries_field"],
@@ -159,6 +168,7 @@ class RankSuperpixels(ALCOperator):
             progress=ContextProgress(ctx),
             shard=ctx.params.get("shard") or None,
             run_id=ctx.params.get("run_id"),
+            estimate_share=float(self.param(ctx, "estimate_share") or 0),
         )
         text = (
             f"Round {summary.get('round')}: {summary.get('num_queries')} queries written to "

@@ -101,6 +101,15 @@ class Simulate(ALCOperator):
             label="Budget per round",
             description="Queries per round: a fraction of the superpixels (< 1) or a count",
         )
+        inputs.float(
+            "estimate_share",
+            default=d["estimate_share"],
+            min=0,
+            max=0.99,
+            label="Random share (for an audit)",
+            description="Share of the budget drawn at random, stratified by score, so that "
+            "'Audit report' can estimate what is still wrong (0: none; 0.1-0.2 for an audit)",
+        )
         acquisition_inputs(inputs, d, ctx)
         oracles = types.RadioGroup()
         for o in alc().ORACLE_RULES:
@@ -120,6 +129,7 @@ class Simulate(ALCOperator):
             seed=self.param(ctx, "seed"),
             model=self.param(ctx, "model"),
             progress=ContextProgress(ctx),
+            estimate_share=float(self.param(ctx, "estimate_share") or 0),
         )
         return {"table": result.table(), "rows": jsonable(result.rows)}
 

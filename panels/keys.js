@@ -530,6 +530,7 @@
           ["Rank again", view.rank_again, "Rank the superpixels again (retrains on the answers)"],
           ["Save revised version", view.save_version, "Save the corrections as a new dataset"],
           ["Export masks", view.export, "Write the corrected masks as PNG files"],
+          ["Audit report", view.report, "Write the audit report (HTML): what is left, the errata"],
         ].map(function (t) {
           return h(AnswerButton, {
             key: t[0],

@@ -30,7 +30,9 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import tempfile
 import zlib
+from pathlib import Path
 
 import fiftyone.operators as foo
 from fiftyone.operators import types
@@ -624,6 +626,19 @@ class ReviewPanel(foo.Panel):
         )
         self._resync(ctx, "notice", message=text.replace("`", "'"), level="success")
 
+    def report(self, ctx):
+        """The auditor's report (operator ``audit_report``), prefilled with this panel's
+        queries field and a file on the server."""
+        out = Path(tempfile.gettempdir()) / f"{ctx.dataset.name}-audit.html"
+        params = {"out": str(out), "queries_field": self._field(ctx)}
+        self._prompt(ctx, "audit_report", params, self.reported)
+
+    def reported(self, ctx):
+        if self._result_error(ctx):
+            return
+        text = (ctx.params.get("result") or {}).get("text") or "Report written"
+        self._resync(ctx, "notice", message=text.replace("`", "'"), level="success")
+
     def _prompt(self, ctx, operator: str, params: dict, on_success) -> None:
         """Open one of this plugin's operators prefilled with ``params``; its result comes
         back to ``on_success``, its failure to :meth:`failed`."""
@@ -669,6 +684,7 @@ class ReviewPanel(foo.Panel):
                 "rank_again",
                 "save_version",
                 "export",
+                "report",
             )
         }
         panel.view("review", types.View(component="AlcReview", composite_view=True, **uris))

@@ -14,7 +14,16 @@ from PIL import Image
 
 from alc_fiftyone.cli import _budget, build_parser, main
 
-COMMANDS = ("demo", "simulate", "import-voc", "rank", "evaluate", "export", "save-version")
+COMMANDS = (
+    "demo",
+    "simulate",
+    "import-voc",
+    "rank",
+    "audit",
+    "evaluate",
+    "export",
+    "save-version",
+)
 
 
 def write_folder(root: Path, n: int = 3) -> tuple[Path, Path]:
@@ -230,6 +239,39 @@ def test_rank_command(demo, capsys):
     assert main(["rank", demo.name, "--label-field", "pseudo", "--budget", "4"]) == 0
     assert capsys.readouterr().out.strip()
     assert demo.count("alc_queries.detections") == 4
+
+
+def test_audit_command_writes_the_report(demo, tmp_path, capsys):
+    import alc_fiftyone as alc
+
+    alc.simulate(demo, "pseudo", "ground_truth", rounds=1, budget_per_round=10, estimate_share=0.4)
+    out, js = tmp_path / "report.html", tmp_path / "report.json"
+    argv = ["audit", demo.name, "--out", str(out), "--json", str(js)]
+    assert main([*argv, "--queries-field", "alc_sim_queries"]) == 0
+    text = capsys.readouterr().out
+    assert "pixels still wrong now" in text and str(out) in text
+    assert "<h1>Label audit" in out.read_text() and js.is_file()
+
+
+def test_audit_of_an_unknown_dataset_names_it(unique_name, tmp_path, capsys):
+    assert main(["audit", unique_name, "--out", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and unique_name in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_audit_without_queries_is_one_line(demo, tmp_path, capsys):
+    assert main(["audit", demo.name, "--out", str(tmp_path / "r.html")]) == 2
+    assert "nothing to audit" in capsys.readouterr().err
+
+
+def test_estimate_share_is_a_share():
+    args = build_parser().parse_args(
+        ["rank", "ds", "--label-field", "f", "--estimate-share", "0.1"]
+    )
+    assert args.estimate_share == pytest.approx(0.1)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["rank", "ds", "--label-field", "f", "--estimate-share", "1"])
 
 
 def test_export_command(demo, tmp_path, capsys):

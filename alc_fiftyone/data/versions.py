@@ -47,8 +47,10 @@ def save_revised_version(
     round of ``queries_field`` / ``revised_field``): the corrections land there, and every
     other field of the clone stays as it was in the parent. The clone gets new mask files
     (its own, under ALC_FIFTYONE_DIR), provenance in ``info["alc"]["provenance"]`` (parent,
-    rounds, answers, pixels changed per class, reviewers, time, ``complete``) and a saved
-    view ``alc_answered`` of the answered regions.
+    rounds, answers, pixels changed per class, reviewers, time, ``errata``: the number of
+    correcting answers, ``audit``: the numbers of :func:`alc_fiftyone.audit` on the parent,
+    the error rates with their intervals where random queries allow them, ``complete``) and
+    a saved view ``alc_answered`` of the answered regions.
 
     The version is built under a temporary name and takes ``name`` only when complete; with
     ``overwrite=True`` an existing dataset ``name`` is deleted only then. ``name`` is never
@@ -107,6 +109,7 @@ def save_revised_version(
     if not dataset.has_field(label_field):
         raise ALCError(f"the dataset has no label field {label_field!r}")
     names, _, _ = class_table(dataset, label_field)
+    audit_record = _audit_record(dataset, label_field, queries_field, revised_field)
     try:
         clone, removed = store_datasets.clone_for(dataset, name, overwrite)
     except ValueError as e:
@@ -160,6 +163,8 @@ def save_revised_version(
                 str(k): v for k, v in (mask_targets(dataset, label_field) or names).items()
             },
             "removed_incomplete": removed,
+            "errata": sum(1 for d in answered if d.get_field("status") == "corrected"),
+            "audit": audit_record,
             "complete": True,
         }
         new_info = dict(info)
@@ -171,3 +176,22 @@ def save_revised_version(
         store_datasets.discard(clone)
         raise
     return clone
+
+
+def _audit_record(dataset, label_field: str, queries_field: str, revised_field: str):
+    """The audit of the review being saved (:func:`alc_fiftyone.review.audit.audit`) as
+    plain values, or None where nothing was ranked in ``queries_field``."""
+    from ..review.audit import audit
+
+    if not dataset.has_field(queries_field):
+        return None
+    try:
+        report = audit(dataset, label_field, queries_field, revised_field)
+    except ALCError:
+        return None
+    out = report.summary()
+    for key in ("error_rate", "error_rate_before"):
+        if out[key] is not None:
+            out[key] = {k: [float(v) for v in t] for k, t in out[key].items()}
+    out["by_class"] = {k: [float(v) for v in t] for k, t in out["by_class"].items()}
+    return out

@@ -301,6 +301,10 @@ class QueryMaker:
             level=int(p.get("level", 0)),
             ranked_at=self.ranked_at,
         )
+        det.set_field("purpose", p.get("purpose", "ranked"))
+        if "inclusion_prob" in p:  # a query drawn at random (rank_superpixels' estimate_share)
+            det.set_field("inclusion_prob", float(p["inclusion_prob"]))
+            det.set_field("stratum", int(p["stratum"]))
         for key, value in extra.items():
             det.set_field(key, value)
         return det

@@ -225,3 +225,50 @@ def acquisition_scorer(probs, labels, method, tau, ignore, device, seed, extra):
         )
 
     return score
+
+
+@dataclass
+class FrameUnits:
+    """The regions of one image that a ranking's random sample may draw (its *frame*): the
+    candidates of the finest level asked, with their scores, pixels and the regions of the
+    levels above that hold them (``ancestors[:, l]`` is the region of level ``l``)."""
+
+    level: int
+    ids: np.ndarray
+    scores: np.ndarray
+    sizes: np.ndarray
+    ancestors: np.ndarray
+
+    def outside(self, taken: set[tuple[int, int]]) -> np.ndarray:
+        """(len(ids),) bool: the units neither taken themselves nor inside a taken region
+        (``taken`` holds ``(level, id)`` of the ranked queries of the image). At the finest
+        level asked nothing lies inside a unit, so this is the conflict-free rule of
+        :class:`~alc_fiftyone.core.hierarchy.ConflictFreeSelector`."""
+        ok = np.ones(self.ids.size, dtype=bool)
+        if not taken:
+            return ok
+        for lv, rid in taken:
+            if lv == self.level:
+                ok &= self.ids != rid
+            elif lv < self.level:
+                ok &= self.ancestors[:, lv] != rid
+        return ok
+
+
+def frame_units(scored: ImageScores) -> FrameUnits:
+    """The frame of a random sample in one image (:class:`FrameUnits`): the candidates of the
+    finest level asked of ``scored``."""
+    lv = len(scored.results) - 1
+    res, keep = scored.results[lv], scored.keep[lv]
+    idx = np.flatnonzero(keep)
+    ids = res.ids[idx].astype(np.int64)
+    anc = np.zeros((ids.size, lv), dtype=np.int64)
+    cur = ids
+    maps = scored.levels.maps
+    for up in range(lv - 1, -1, -1):
+        p = parents_of(maps[up + 1], maps[up])
+        cur = np.where(cur < p.size, p[np.minimum(cur, p.size - 1)], 0)
+        anc[:, up] = cur
+    return FrameUnits(
+        lv, ids, res.scores[idx].astype(np.float64), res.expanded_sizes[idx].astype(np.int64), anc
+    )

@@ -59,14 +59,28 @@ from ..store.roles import check_ranking_fields
 from .candidates import (
     FINER_LEVEL_WEIGHT,
     Candidate,
+    FrameUnits,
     acquisition_scorer,
+    frame_units,
     push_image,
     read_levels,
     score_image,
 )
+from .sampling import check_estimate_share, draw_estimate, estimate_candidates, labelled_counts
+from .scorers import OracleScorer, ScoreContext, Scorer
 
 if TYPE_CHECKING:
     from fiftyone.core.collections import SampleCollection
+
+__all__ = [  # the scorers live in .scorers and are imported from here too
+    "OracleScorer",
+    "ScoreContext",
+    "Scorer",
+    "rank_superpixels",
+    "rank_with",
+    "resolve_budget",
+    "samples_to_rank",
+]
 
 DEFAULT_BUDGET_FRACTION = 0.02
 WRITE_BATCH = 1000  # samples whose queries are built and written at once
@@ -130,6 +144,13 @@ class _Plan:
     scorer: Scorer | None = None
     levels: list[str] = field(default_factory=list)  # the hierarchy's fields, top first
     asked_levels: int = 1  # how many of them (from the top) give candidates
+    estimate_share: float = 0.0  # the share of the budget drawn at random (estimate queries)
+    estimate_n: int = 0  # how many queries that is
+
+    @property
+    def ranked_budget(self) -> int:
+        """The queries the ranking itself chooses (the budget less the random ones)."""
+        return self.budget - self.estimate_n
 
     def read_labels(self, sample) -> np.ndarray:
         labels = read_current_labels(sample, self.label_field, self.revised_field)
@@ -157,6 +178,7 @@ def rank_superpixels(
     shard: str | dict | None = None,
     run_id: str | None = None,
     levels: int | None = None,
+    estimate_share: float = 0.0,
 ) -> dict:
     """Rank the superpixels of ``samples`` and write the global top-``budget`` as queries.
 
@@ -212,6 +234,14 @@ def rank_superpixels(
     levels : int, optional
         How many levels of the region hierarchy of ``superpixel_field`` are candidates
         (``compute_superpixels(..., levels=...)``; None: all it has, 1: the top map only).
+    estimate_share : float
+        The share of the budget spent on regions drawn at random, stratified by score, from
+        every candidate of the finest level asked that the ranked queries of this round do
+        not cover (0: none, the default). Such queries carry ``purpose="estimate"`` and their
+        ``inclusion_prob`` (the others ``purpose="ranked"``); answered, they let
+        :func:`alc_fiftyone.audit` estimate how much is still wrong (docs/method.md,
+        "What remains wrong"). 0.1 to 0.2 is the recommended value for an audit; not the
+        default, since 0.2 cost up to 2.8 mIoU points at equal clicks (BENCHMARKS.md).
 
     Returns
     -------
@@ -278,6 +308,7 @@ def rank_superpixels(
         shard=shard,
         run_id=run_id,
         levels=levels,
+        estimate_share=estimate_share,
     )
 
 
@@ -296,69 +327,6 @@ def samples_to_rank(samples: SampleCollection) -> SampleCollection:
         The collection ranked.
     """
     return db.patches_source(samples)
-
-
-class Scorer:
-    """An acquisition of one's own, or a ceiling that knows the truth, for :func:`rank_with`
-    (and :func:`alc_fiftyone.simulate`): it replaces the scores of ``base_method``.
-
-    ``fields`` are the sample fields it reads; ``__call__(sample, probs, superpixels, labels,
-    res)`` returns one score per superpixel of ``res`` (a
-    :class:`~alc_fiftyone.core.acquisition.SuperpixelScores` of ``base_method``, whose
-    representatives and sizes the queries keep).
-    """
-
-    name = "scorer"
-    base_method = "sim"
-    fields: tuple[str, ...] = ()
-
-    def start(self, context: ScoreContext) -> None:
-        """Called once per ranking, after the model's fit and before the samples are scored
-        (a scorer that needs the whole collection at once reads it here)."""
-
-    def __call__(self, sample, probs, superpixels, labels, res) -> np.ndarray:
-        raise NotImplementedError  # pragma: no cover - interface
-
-
-@dataclass
-class ScoreContext:
-    """What a :class:`Scorer` may read in :meth:`Scorer.start`: the samples being ranked,
-    their superpixel field, the fitted model, the current labels, the classes."""
-
-    samples: object
-    superpixel_field: str
-    model: ProbabilityModel
-    read_labels: Callable
-    num_classes: int
-    ignore_index: int | None
-
-    def probabilities(self, sample) -> np.ndarray:
-        """(C, H, W) probabilities of the fitted model for ``sample``."""
-        sp = read_segmentation(sample, self.superpixel_field)
-        image = read_image(sample) if self.model.needs_image else None
-        return self.model.predict(sample, sp, image)
-
-
-class OracleScorer(Scorer):
-    """The ceiling of a benchmark: each region scored by the pixels one answer of the
-    simulated annotator would fix (:func:`alc_fiftyone.core.correction.oracle_gains`). It
-    reads the ground truth, so it is a bound, never a method for reviewers."""
-
-    name = "oracle"
-    exact = True  # the pixels an answer fixes, counted: no level is discounted
-
-    def __init__(self, gt_field: str, rule: str = "majority", ignore_index: int | None = 255):
-        self.gt_field, self.rule, self.ignore_index = gt_field, rule, ignore_index
-        self.fields = (gt_field,)
-
-    def __call__(self, sample, probs, superpixels, labels, res) -> np.ndarray:
-        from ..core.correction import oracle_gains
-
-        gt = read_segmentation(sample, self.gt_field)
-        check_same_size(sample, repr(self.gt_field), gt.shape, "the labels", labels.shape)
-        return oracle_gains(
-            gt, labels, superpixels, res.ids, self.rule, res.rep_yx, self.ignore_index
-        )
 
 
 @database_errors_of("ranking superpixels")
@@ -382,6 +350,7 @@ def rank_with(
     shard=None,
     run_id: str | None = None,
     levels: int | None = None,
+    estimate_share: float = 0.0,
 ) -> dict:
     """:func:`rank_superpixels`, where ``method`` may also be a :class:`Scorer` (a benchmark's
     own acquisition, or the oracle ceiling of :func:`alc_fiftyone.simulate`)."""
@@ -403,6 +372,7 @@ def rank_with(
         run_id,
         scorer,
         levels,
+        estimate_share,
     )
     kept = kept_queries(plan.samples, queries_field)
     census = LabelCensus(plan.read_labels, plan.names, plan.num_classes, plan.ignore)
@@ -418,11 +388,13 @@ def rank_with(
     census.require_learnable(plan.label_field, plan.revised_field)  # before any query
     t_fit = time.perf_counter() - t_start
     t0 = time.perf_counter()
-    ranked, sp_paths, num_excluded = _score(
+    ranked, sp_paths, num_excluded, estimate = _score(
         plan, kept, exclude_answered, tau, seed, device, num_suggestions, skip_failures, progress
     )
     t_score = time.perf_counter() - t0
     record = _write(plan, ranked, sp_paths, tau, run_id, progress)
+    if estimate is not None:
+        record["estimate"] = estimate
     record.update(
         excluded_answered=num_excluded,
         seconds_fit=round(t_fit, 3),
@@ -445,12 +417,19 @@ def _plan(
     run_id,
     scorer=None,
     levels=None,
+    estimate_share=0.0,
 ) -> _Plan:
     """Check everything that can be checked before any work and resolve the budget; nothing
     is computed or written yet."""
     if method not in acq.METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {acq.METHODS}")
     resolve_budget(budget, 1)  # a bad budget is refused before anything runs
+    estimate_share = check_estimate_share(estimate_share)
+    if estimate_share and (shard is not None or method == "classbal"):
+        raise ALCError(
+            "estimate_share needs one ranking over the whole collection: it cannot be used "
+            "with a sharded ranking or method 'classbal'"
+        )
     # the queue in the grid (patches of the queries): rank the collection it was made from
     samples = db.patches_source(samples)
     require_nonempty(samples)
@@ -525,12 +504,16 @@ def _plan(
         scorer=scorer,
         levels=level_fields,
         asked_levels=asked,
+        estimate_share=estimate_share,
+        estimate_n=round(estimate_share * n_budget) if estimate_share else 0,
     )
 
 
 def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, skip, progress):
     """Score every sample's superpixels and keep the global top-B; returns (candidates best
-    first, superpixel mask path per sample, number of superpixels excluded)."""
+    first, superpixel mask path per sample, number of superpixels excluded, the record of
+    the random sample or None). With ``plan.estimate_n`` the ranked top is that much smaller
+    and the random queries follow it (:func:`_draw_estimate`)."""
     method = plan.method
     extra: dict = {}
     if method == "abc":
@@ -597,6 +580,8 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
     # estimates count a finer level's regions less; exact counts (the oracle) as they are
     weight = 1.0 if getattr(plan.scorer, "exact", False) else FINER_LEVEL_WEIGHT
     results = thread_map(read_and_score, work.iter_samples(), threads)
+    frames: list[tuple[int, str, FrameUnits]] = []
+    labelled = np.zeros(plan.num_classes, dtype=np.int64)
     for order, (sample, got) in enumerate(track(results, len(work), progress, "ranking")):
         if isinstance(got, SampleError):
             if not skip:
@@ -610,10 +595,28 @@ def _score(plan, kept, exclude_answered, tau, seed, device, num_suggestions, ski
             if len(scored.results[0]):
                 classbal_rows.append((order, sample.id, scored.results[0], scored.keep[0]))
             continue
-        push_image(heap, plan.budget, scored, order, sample.id, probs, labels, maker, weight)
+        push_image(
+            heap, plan.ranked_budget, scored, order, sample.id, probs, labels, maker, weight
+        )
+        if plan.estimate_share:
+            frames.append((order, sample.id, frame_units(scored)))
+            vals = labels.ravel()
+            if plan.ignore is not None:
+                vals = vals[vals != plan.ignore]
+            labelled += np.bincount(vals.astype(np.int64), minlength=plan.num_classes)[
+                : plan.num_classes
+            ]
     if method == "classbal":
         heap = _classbal_select(classbal_rows, plan, maker)
-    return sorted(heap, reverse=True), sp_paths, num_excluded
+    ranked = sorted(heap, reverse=True)
+    for cand in ranked:
+        cand.payload["purpose"] = "ranked"
+    if not plan.estimate_share:
+        return ranked, sp_paths, num_excluded, None
+    drawn, record = draw_estimate(plan, ranked, frames, seed)
+    record.update(labelled_counts(labelled, plan.names))
+    estimate = estimate_candidates(drawn, work, read_and_score, maker)
+    return ranked + estimate, sp_paths, num_excluded, record
 
 
 def _write(plan, ranked, sp_paths, tau, run_id, progress) -> dict:

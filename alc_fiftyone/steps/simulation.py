@@ -167,6 +167,7 @@ def simulate(
     propagate_threshold: float = 0.99,
     propagate_classifier: Any = "mlp",
     progress: ProgressCallback | None = None,
+    estimate_share: float = 0.0,
 ) -> SimulationResult:
     """Run ``rounds`` of rank -> answer with an oracle reading ``gt_field``.
 
@@ -242,6 +243,10 @@ def simulate(
         Its classifier.
     progress
         ``progress(done, total, description)``, e.g. the CLI's tqdm bars.
+    estimate_share
+        The share of each round's budget drawn at random for :func:`alc_fiftyone.audit`
+        (``rank_superpixels(..., estimate_share=...)``); the oracle answers those queries too
+        and they count as clicks.
 
     Returns
     -------
@@ -317,6 +322,7 @@ def simulate(
         "exclude_answered": exclude_answered,
         "num_samples": len(samples),
         "propagate": propagate,
+        "estimate_share": estimate_share,
     }
     if propagate:
         config["propagate_threshold"] = propagate_threshold
@@ -357,6 +363,7 @@ def simulate(
             device=device,
             progress=progress,
             levels=levels,
+            estimate_share=estimate_share,
         )
         clicks, changed, corrected = _answer_round(
             dataset,
@@ -405,3 +412,101 @@ def simulate(
             }
         )
     return SimulationResult(rows=rows, config=config)
+
+
+def remaining_errors(
+    samples: SampleCollection,
+    gt_field: str,
+    queries_field: str = SIM_QUERIES_FIELD,
+    round: int | None = None,
+    oracle: str = "majority",
+) -> dict:
+    """The truth :func:`alc_fiftyone.audit` estimates, from the ground truth (for tests and
+    benchmarks): over the frame of a round with random queries (default: the latest), the
+    regions still unanswered and not covered by that round's ranked queries, how many pixels
+    (and regions) one answer of the simulated annotator would change in each, on the labels
+    as they are now.
+
+    Parameters
+    ----------
+    samples
+        The dataset or view simulated on.
+    gt_field
+        The ground truth.
+    queries_field
+        The queries field of the simulation.
+    round
+        The round whose frame is measured (default: the latest with random queries).
+    oracle
+        The annotator's rule.
+
+    Returns
+    -------
+    dict
+        ``pixels``, ``regions`` (the totals), ``frame_regions`` (the regions measured) and
+        ``round``.
+    """
+    from ..core.correction import oracle_gains
+    from ..core.hierarchy import parents_of, unanswered_map
+    from ..review.queries import kept_queries, level_exclusions
+    from ..store.fields import hierarchy_levels
+    from .candidates import read_levels
+
+    dataset = dataset_of(samples)
+    rounds = [
+        r
+        for r in alc_info(dataset).get("rounds") or []
+        if r.get("queries_field") == queries_field and r.get("estimate")
+    ]
+    if round is not None:
+        rounds = [r for r in rounds if r["round"] == round]
+    if not rounds:
+        raise ALCError(f"no round with random queries in {queries_field!r}")
+    rec = rounds[-1]
+    lv = int(rec["estimate"]["frame_level"])
+    label_field, revised_field = rec["label_field"], rec["revised_field"]
+    level_fields = hierarchy_levels(dataset, rec["superpixel_field"])
+    _, ignore, _ = class_table(dataset, gt_field)
+    kept = kept_queries(samples, queries_field)
+    total_pixels = total_regions = frame = 0
+    for sample in samples.iter_samples():
+        levels = read_levels(sample, level_fields)
+        if lv >= len(levels):
+            continue
+        dets = kept.get(sample.id, [])
+        excluded, answered = level_exclusions(dets, levels.maps, levels.paths, True)
+        finer = None
+        for k in range(len(levels) - 1, lv, -1):
+            if answered[k] is not None:
+                finer = answered[k] if finer is None else (finer | answered[k])
+        smap = unanswered_map(levels.maps[lv], finer)
+        ids = np.unique(smap[smap > 0]).astype(np.int64)
+        ok = ~np.isin(ids, np.fromiter(excluded[lv], np.int64, len(excluded[lv])))
+        # the regions inside a ranked query of that round were never in its frame
+        anc = {lv: ids}
+        cur = ids
+        for up in range(lv - 1, -1, -1):
+            p = parents_of(levels.maps[up + 1], levels.maps[up])
+            cur = np.where(cur < p.size, p[np.minimum(cur, p.size - 1)], 0)
+            anc[up] = cur
+        for d in dets:
+            if d.get_field("round") != rec["round"] or d.get_field("purpose") == "estimate":
+                continue
+            qlv = int(d.get_field("level") or 0)
+            if qlv <= lv and d.get_field("superpixel_path") == levels.paths[qlv]:
+                ok &= anc[qlv] != int(d.get_field("superpixel_id"))
+        ids = ids[ok]
+        frame += ids.size
+        if not ids.size:
+            continue
+        labels = read_current_labels(sample, label_field, revised_field)
+        gt = read_segmentation(sample, gt_field)
+        gains = oracle_gains(gt, labels, smap, ids, oracle, None, ignore)
+        total_pixels += int(gains.sum())
+        total_regions += int((gains > 0).sum())
+    return {
+        "round": rec["round"],
+        "pixels": total_pixels,
+        "regions": total_regions,
+        "frame_regions": frame,
+    }

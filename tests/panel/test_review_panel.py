@@ -460,7 +460,11 @@ def test_buttons_trigger_the_app(ranked, panel):
     assert prompt["params"]["operator_uri"].endswith("/rank_superpixels")
     assert prompt["params"]["params"]["label_field"] == "pseudo"
     assert _det(ranked, q["id"]).status == "pending"  # its claim was given back
-    for method, op in (("save_version", "save_revised_version"), ("export", "export_masks")):
+    for method, op in (
+        ("save_version", "save_revised_version"),
+        ("export", "export_masks"),
+        ("report", "audit_report"),
+    ):
         a.call(method)
         prompt = next(r for r in a.requests if r["operator_uri"] == "prompt_user_for_operation")
         assert prompt["params"]["operator_uri"].endswith("/" + op)

@@ -242,6 +242,36 @@ def test_save_revised_version(plugin, demo, unique_name):
             fo.delete_dataset(name)
 
 
+def test_audit_report_writes_the_html(plugin, demo, tmp_path):
+    import alc_fiftyone as alc
+
+    alc.compute_superpixels(demo, method="slic", n_segments=20)
+    alc.simulate(demo, "pseudo", "ground_truth", rounds=1, budget_per_round=8, estimate_share=0.5)
+    out = tmp_path / "report.html"
+    result = execute("audit_report", demo, out=str(out), queries_field="alc_sim_queries")
+    assert "Report written to" in result.result["text"]
+    assert "<h1>Label audit" in out.read_text()
+    assert result.result["summary"]["error_rate"]["pixels"]
+    props = resolve_input("audit_report", demo)
+    assert {"out", "json", "queries_field"} <= set(props)
+    result = execute(
+        "audit_report", demo, out=str(tmp_path / "none.html"), queries_field="alc_queries"
+    )
+    assert "nothing to audit" in result.result["error"]  # no reviewer's queries: one line
+    assert not (tmp_path / "none.html").exists()
+
+
+def test_rank_operator_draws_the_random_share(plugin, demo):
+    import alc_fiftyone as alc
+
+    alc.compute_superpixels(demo, method="slic", n_segments=20)
+    assert resolve_input("rank_superpixels", demo)["estimate_share"].default == 0.0
+    result = execute("rank_superpixels", demo, label_field="pseudo", budget=8, estimate_share=0.5)
+    assert "error" not in result.result, result.result
+    purposes = demo.values("alc_queries.detections.purpose", unwind=True)
+    assert sorted(purposes) == ["estimate"] * 4 + ["ranked"] * 4
+
+
 def test_rank_form_prefills_the_fields_of_the_last_round(plugin, demo):
     """Ranking again needs no typing: the label, superpixel and queries fields of the latest
     round are the form's defaults; a dataset never ranked gets its recorded label field."""

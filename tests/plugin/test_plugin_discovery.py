@@ -94,4 +94,5 @@ def test_manifest_names_the_plugin():
         "generate_pseudo_labels",
         "compute_sam_superpixels",
         "merge_ranking",
+        "audit_report",
     }
