@@ -92,7 +92,7 @@ def test_after_answers_the_rules_of_the_levels_hold(demo, monkeypatch):
     # answered win over their parents often enough to be answered below (at the default
     # weight most such pieces are the only piece of their parent); the rules hold at any
     # weight
-    import alc_fiftyone.steps.ranking as ranking
+    from alc_fiftyone.steps import ranking
 
     monkeypatch.setattr(ranking, "FINER_LEVEL_WEIGHT", 1.0)
     # rank the top level only, answer every query: the pieces inside stay candidates
