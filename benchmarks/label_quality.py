@@ -350,20 +350,35 @@ def plot(json_path: str, png: str) -> None:
     with open(json_path) as fh:
         rows = [json.loads(line) for line in fh]
     panels = sorted({(r["dataset"], r["labels"]) for r in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for ax, (key, kind) in zip(axes[0], panels):
+    cols = min(len(panels), 2)
+    nrows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6.2 * cols, 4.6 * nrows), squeeze=False)
+    # one colour per line of the legend, the same in every panel; the oracle dashed
+    names = sorted({(r["regions"], r["method"]) for r in rows})
+    palette = plt.get_cmap("tab10").colors
+    color = {n: palette[i % len(palette)] for i, n in enumerate(names)}
+    for ax, (key, kind) in zip(axes.ravel(), panels):
         for r in rows:
             if (r["dataset"], r["labels"]) != (key, kind):
                 continue
             x = [row["total_clicks"] for row in r["rows"]]
             y = [100 * m for m in r["miou"]]
             style = "--" if r["method"] == "oracle" else "-"
-            ax.plot(x, y, style, marker=".", label=f"{r['regions']}: {r['method']}")
+            ax.plot(
+                x,
+                y,
+                style,
+                marker=".",
+                color=color[(r["regions"], r["method"])],
+                label=f"{r['regions']}: {r['method']}",
+            )
         ax.set_title(f"{key}, {kind}")
         ax.set_xlabel("clicks")
         ax.set_ylabel("data mIoU (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
