@@ -263,14 +263,21 @@ def open_review(page, url: str) -> None:
     """Open the App and wait until the panel shows a query and its picture (the first time
     the panel opens a dataset without App settings it stores them and reloads the tab once,
     so that the App takes them: then the reloaded page's)."""
+    from playwright.sync_api import Error as PlaywrightError
+
     page.goto(url, timeout=120_000)
-    for _ in range(2):
+    for _ in range(3):
         page.get_by_text(QUESTION, exact=False).first.wait_for(timeout=120_000)
         page.locator("img[src^='data:image/png']").first.wait_for(timeout=30_000)
-        page.evaluate("() => { window.__alcOpened = true; }")
-        page.wait_for_timeout(1500)
-        if page.evaluate("() => window.__alcOpened === true"):
-            return
+        try:
+            page.evaluate("() => { window.__alcOpened = true; }")
+            page.wait_for_timeout(1500)
+            if page.evaluate("() => window.__alcOpened === true"):
+                return
+        except PlaywrightError as e:  # the one reload came in between: wait for that page
+            if "context was destroyed" not in str(e):
+                raise
+            page.wait_for_load_state("load", timeout=120_000)
 
 
 def focused(page) -> dict:
