@@ -47,6 +47,19 @@ def latest_round_fields(dataset) -> dict:
     }
 
 
+def estimate_share_input(inputs, defaults: dict) -> None:
+    """The random share of the budget (Rank and Simulate forms)."""
+    inputs.float(
+        "estimate_share",
+        default=defaults["estimate_share"],
+        min=0,
+        max=0.99,
+        label="Random share (for an audit)",
+        description="Share of the budget drawn at random, stratified by score, so that "
+        "'Audit report' can estimate what is still wrong (0: none; 0.1-0.2 for an audit)",
+    )
+
+
 def acquisition_inputs(inputs, defaults: dict, ctx=None) -> None:
     """The method and model inputs shared by ranking and simulation."""
     methods = types.Dropdown()
@@ -122,15 +135,7 @@ class RankSuperpixels(ALCOperator):
             description="Queries to write: a count (>= 1) or a fraction of the "
             "superpixels (< 1); blank: library default",
         )
-        inputs.float(
-            "estimate_share",
-            default=d["estimate_share"],
-            min=0,
-            max=0.99,
-            label="Random share (for an audit)",
-            description="Share of the budget drawn at random, stratified by score, so that "
-            "'Audit report' can estimate what is still wrong (0: none; 0.1-0.2 for an audit)",
-        )
+        estimate_share_input(inputs, d)
         inputs.str(
             "queries_field",
             default=d["queries_field"],

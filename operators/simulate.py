@@ -13,7 +13,7 @@ from ._common import (
     jsonable,
     segmentation_fields,
 )
-from .rank import acquisition_inputs, latest_round_fields
+from .rank import acquisition_inputs, estimate_share_input, latest_round_fields
 
 
 def recorded_fields(dataset, fields: list[str]) -> dict:
@@ -101,15 +101,7 @@ class Simulate(ALCOperator):
             label="Budget per round",
             description="Queries per round: a fraction of the superpixels (< 1) or a count",
         )
-        inputs.float(
-            "estimate_share",
-            default=d["estimate_share"],
-            min=0,
-            max=0.99,
-            label="Random share (for an audit)",
-            description="Share of the budget drawn at random, stratified by score, so that "
-            "'Audit report' can estimate what is still wrong (0: none; 0.1-0.2 for an audit)",
-        )
+        estimate_share_input(inputs, d)
         acquisition_inputs(inputs, d, ctx)
         oracles = types.RadioGroup()
         for o in alc().ORACLE_RULES:

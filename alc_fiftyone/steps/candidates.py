@@ -184,27 +184,37 @@ def push_image(
             break
         if selector is not None and not selector.offer(lv, rid):
             continue
-        if lv not in windows:
-            windows[lv] = ndimage.find_objects(scored.smaps[lv])
-        res = scored.results[lv]
-        payload = maker.payload(
-            probs[lv],
-            scored.smaps[lv],
-            labels,
-            windows[lv][rid - 1],
-            rid,
-            res.rep_yx[i],
-            res.scores[i],
-            res.sizes[i],
-        )
-        payload.update(
-            level=lv, superpixel_field=levels.fields[lv], superpixel_path=levels.paths[lv]
-        )
+        payload = region_payload(scored, windows, lv, i, probs, labels, maker)
         cand = Candidate(key, sample_id, payload)
         if len(heap) < budget:
             heapq.heappush(heap, cand)
         else:
             heapq.heapreplace(heap, cand)
+
+
+def region_payload(
+    scored: ImageScores, windows: dict, lv: int, i: int, probs, labels, maker
+) -> dict:
+    """A query's content for candidate ``i`` of level ``lv`` of one image (``windows``: the
+    bounding boxes of each level's regions, filled on first use), with its level, field and
+    mask path."""
+    if lv not in windows:
+        windows[lv] = ndimage.find_objects(scored.smaps[lv])
+    res = scored.results[lv]
+    rid = int(res.ids[i])
+    payload = maker.payload(
+        probs[lv],
+        scored.smaps[lv],
+        labels,
+        windows[lv][rid - 1],
+        rid,
+        res.rep_yx[i],
+        res.scores[i],
+        res.sizes[i],
+    )
+    levels = scored.levels
+    payload.update(level=lv, superpixel_field=levels.fields[lv], superpixel_path=levels.paths[lv])
+    return payload
 
 
 def acquisition_scorer(probs, labels, method, tau, ignore, device, seed, extra):

@@ -13,11 +13,10 @@ record the strata (regions, draws, pixels), what :func:`alc_fiftyone.audit` esti
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from ..core.estimation import stratified_sample
 from ..errors import SampleError
-from .candidates import Candidate
+from .candidates import Candidate, region_payload
 
 ESTIMATE_STRATA = 4  # strata of a round's random sample, by score quantiles
 
@@ -124,26 +123,8 @@ def estimate_candidates(drawn: list, work, read_and_score, maker) -> list[Candid
         for order, sid, lv, rid, stratum, prob in by_sample[sample.id]:
             res = scored.results[lv]
             i = int(np.searchsorted(res.ids, rid))
-            if lv not in windows:
-                windows[lv] = ndimage.find_objects(scored.smaps[lv])
-            payload = maker.payload(
-                probs[lv],
-                scored.smaps[lv],
-                labels,
-                windows[lv][rid - 1],
-                rid,
-                res.rep_yx[i],
-                res.scores[i],
-                res.sizes[i],
-            )
-            payload.update(
-                level=lv,
-                superpixel_field=scored.levels.fields[lv],
-                superpixel_path=scored.levels.paths[lv],
-                purpose="estimate",
-                inclusion_prob=float(prob),
-                stratum=int(stratum),
-            )
+            payload = region_payload(scored, windows, lv, i, probs, labels, maker)
+            payload.update(purpose="estimate", inclusion_prob=float(prob), stratum=int(stratum))
             key = (float(res.scores[i]), -order, -lv, -rid)
             estimate.append(Candidate(key, sid, payload))
     estimate.sort(reverse=True)
