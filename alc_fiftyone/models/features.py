@@ -35,8 +35,8 @@ MAX_TRAIN_ROWS = 25_000
 PREDICT_CHUNK_ROWS = 65_536
 #: the classifier of the features model (``estimator=``)
 DEFAULT_ESTIMATOR = "lgbm"
-#: the row cap of a finer level's model (:meth:`FeatureModel.for_level`): extra trees fit
-#: 100,000 rows in about the time LightGBM fits 25,000
+#: the row cap of a finer level's model (:meth:`FeatureModel.for_level`), whose regions are
+#: ~10x more (100 CamVid frames: ~38,000); the setting measured in BENCHMARKS.md
 LEVEL_TRAIN_ROWS = 100_000
 #: the version of what :func:`region_features` computes: bumped whenever the features or the
 #: fine regions change, so that sidecars of an older version are computed again
@@ -286,18 +286,17 @@ class FeatureModel(ProbabilityModel):
     def for_level(self, field: str) -> FeatureModel:
         """The model of a finer level ``field`` of a region hierarchy
         (:class:`alc_fiftyone.models.levels.LevelModels`): the same features and folds on that
-        level's regions, with extra trees as the classifier when this model has the default
-        one (on the ~10x more, smaller regions they fitted the noisy labels less than
-        boosting: docs/method.md) and :data:`LEVEL_TRAIN_ROWS` as the row cap unless this
-        model's is lower. Kept on this model, so that its features are computed once across
-        rounds."""
+        level's regions, with the same classifier (LightGBM by default: through the library it
+        beat extra trees on the finer level on both datasets and both kinds of labels,
+        BENCHMARKS.md "Regions at several sizes") and :data:`LEVEL_TRAIN_ROWS` as the row
+        cap unless this model's is lower. Kept on this model, so that its features are
+        computed once across rounds."""
         subs = self.__dict__.setdefault("_levels", {})
         if field not in subs:
-            default = self.estimator == DEFAULT_ESTIMATOR
             cap = self.max_train_rows
             subs[field] = FeatureModel(
                 n_folds=self.n_folds,
-                estimator="et" if default else self.estimator,
+                estimator=self.estimator,
                 seed=self.seed,
                 fold_by=self.fold_by,
                 calibrate=self.calibrate,

@@ -208,7 +208,7 @@ def test_each_level_is_scored_by_a_model_of_its_own_regions(demo):
         )
     )
     desc = model.describe()
-    assert desc["estimator"] == "lgbm" and desc["levels"][LEVEL]["estimator"] == "et"
+    assert desc["estimator"] == "lgbm" and desc["levels"][LEVEL]["estimator"] == "lgbm"
     assert base.for_level(LEVEL) is model.subs[0]  # kept across rounds (features cached)
     varied = 0
     for s in demo.iter_samples():
