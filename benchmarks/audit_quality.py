@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
@@ -35,30 +33,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DATA = REPO.parent / "shared" / "data"
 
-CAMVID = "Sky,Building,Pole,Road,Pavement,Tree,SignSymbol,Fence,Car,Pedestrian,Bicyclist"
-DATASETS = {
-    "camvid": {"folder": "camvid-val", "classes": CAMVID.split(","), "ignore_index": 11},
-    "horse": {"folder": "weizmann-horse", "classes": ["background", "horse"], "threshold": 128},
-}
-
-
-def load(alc, key: str, limit: int):
-    """The first ``limit`` images of a dataset of ../shared/data (links in a temporary folder)."""
-    spec = dict(DATASETS[key])
-    root = DATA / spec.pop("folder")
-    tmp = Path(tempfile.mkdtemp(prefix=f"alc-audit-{key}-"))
-    (tmp / "images").mkdir()
-    (tmp / "masks").mkdir()
-    for p in sorted((root / "images").iterdir())[:limit]:
-        (tmp / "images" / p.name).symlink_to(p)
-        for m in (root / "masks").glob(p.stem + ".*"):
-            (tmp / "masks" / m.name).symlink_to(m)
-    name = f"bench-audit-{key}-{uuid.uuid4().hex[:6]}"
-    return alc.load_image_masks(
-        tmp / "images", tmp / "masks", name=name, follow_links=True, **spec
-    )
+# the datasets of ../shared/data and their loading are label_quality.py's
+sys.path.insert(0, str(REPO / "benchmarks"))
+from label_quality import DATA, load
 
 
 def run_one(alc, ds, rate: float, seed: int, args) -> dict:
