@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from .pool import thread_map
+
 _LAB = ("L", "a", "b")
 # Uniform LBP with P=8 has codes 0..9 (9 = non-uniform); grouped into coarse bins:
 # dark spots/ends (0-2), edges (3-5), corners/bright (6-8), non-uniform (9).
@@ -444,7 +446,11 @@ class OutOfFoldClassifier:
     does not depend on their unit. ``n_threads`` caps the OpenMP/BLAS threads during fit and
     predict (``threadpoolctl``); the default 1 keeps results reproducible and avoids the
     slowdown of oversubscribed cores (HistGradientBoosting took 10x longer with all threads
-    on a busy 2-core machine); ``None`` leaves the libraries' defaults. A fold whose training rows number fewer than ``min_samples`` or hold a single
+    on a busy 2-core machine); ``None`` leaves the libraries' defaults. ``fold_threads``: the
+    folds fitted side by side, each in its own thread (None: one per CPU,
+    :func:`alc_fiftyone.core.pool.default_workers`; 1: one after the other); the models do
+    not depend on it. ``estimator_params`` replace settings of a named estimator (e.g.
+    ``{"n_estimators": 50, "learning_rate": 0.2}`` for ``"lgbm"``). A fold whose training rows number fewer than ``min_samples`` or hold a single
     class gets a constant model: the weighted class frequencies of its rows (uniform when it
     has none). Probabilities always have ``num_classes`` columns; classes absent from a fold's
     training rows get 0 before a floor of 1e-4 and renormalisation, so all are > 0 and rows
@@ -460,6 +466,8 @@ class OutOfFoldClassifier:
         min_samples: int = 10,
         n_threads: int | None = 1,
         fold_by: str = "random",
+        fold_threads: int | None = None,
+        estimator_params: dict | None = None,
     ) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -475,6 +483,8 @@ class OutOfFoldClassifier:
         self.seed = seed
         self.min_samples = min_samples
         self.n_threads = n_threads
+        self.fold_threads = fold_threads
+        self.estimator_params = dict(estimator_params or {})
         if fold_by not in ("random", "blocks"):
             raise ValueError("fold_by must be 'random' or 'blocks'")
         self.fold_by = fold_by
@@ -548,10 +558,17 @@ class OutOfFoldClassifier:
         self.models_ = []
         if progress is not None:
             progress(0, k, "fitting the model (folds)")
+        def one(fold: int) -> Any:
+            train = [i for i in range(n_images) if k == 1 or folds[i] != fold]
+            return self._fit_one(feats, targs, weights, train, fold)
+
+        # the folds are independent: fitted side by side in threads (LightGBM and the
+        # scikit-learn trees release the GIL while they train), each model on one thread, so
+        # the models are the same as one after the other
+        threads = 1 if self.estimator == "logreg" else self.fold_threads
         with self._threads():
-            for fold in range(k):
-                train = [i for i in range(n_images) if k == 1 or folds[i] != fold]
-                self.models_.append(self._fit_one(feats, targs, weights, train, fold))
+            for fold, model in enumerate(thread_map(one, range(k), threads, ahead=1)):
+                self.models_.append(model)
                 if progress is not None:
                     progress(fold + 1, k, "fitting the model (folds)")
         return self
@@ -584,6 +601,8 @@ class OutOfFoldClassifier:
         if y.size < self.min_samples or np.unique(y).size < 2:
             return _Constant(prior)
         model = _make_estimator(self.estimator, self.seed + fold)
+        if self.estimator_params and isinstance(self.estimator, str):
+            model.set_params(**self.estimator_params)
         model.fit(x, y, **_weight_kwargs(model, w / w.mean()))
         return _Fitted(model, C)
 

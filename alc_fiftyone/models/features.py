@@ -38,6 +38,12 @@ DEFAULT_ESTIMATOR = "lgbm"
 #: the row cap of a finer level's model (:meth:`FeatureModel.for_level`), whose regions are
 #: ~10x more (100 CamVid frames: ~38,000); the setting measured in BENCHMARKS.md
 LEVEL_TRAIN_ROWS = 100_000
+#: the folds of a finer level's model (at most this model's): ~10x the rows of the top level,
+#: so each fold's model is the round's largest fit
+LEVEL_N_FOLDS = 3
+#: the settings of the default classifier on a finer level: half the boosting rounds at twice
+#: the learning rate (a fold's fit takes half the time)
+LEVEL_ESTIMATOR_PARAMS = {"n_estimators": 50, "learning_rate": 0.2}
 #: the version of what :func:`region_features` computes: bumped whenever the features or the
 #: fine regions change, so that sidecars of an older version are computed again
 FEATURE_VERSION = 1
@@ -72,6 +78,7 @@ class FeatureModel(ProbabilityModel):
         calibrate: str | None = None,
         max_train_rows: int | None = MAX_TRAIN_ROWS,
         workers: int | None = None,
+        estimator_params: dict | None = None,
     ):
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
@@ -93,6 +100,7 @@ class FeatureModel(ProbabilityModel):
         self.fold_by = fold_by
         self.n_folds = n_folds
         self.estimator = estimator
+        self.estimator_params = dict(estimator_params or {})
         self.seed = seed
         self._index: dict[str, int] = {}
         self._ids: list[np.ndarray] = []
@@ -197,6 +205,7 @@ class FeatureModel(ProbabilityModel):
             estimator=self.estimator,
             seed=self.seed,
             fold_by=self.fold_by,
+            estimator_params=self.estimator_params,
         ).fit(groups, progress=ctx.progress)
         self._probs = self._predict_fitted()
         self.temperature = 1.0
@@ -294,13 +303,18 @@ class FeatureModel(ProbabilityModel):
         subs = self.__dict__.setdefault("_levels", {})
         if field not in subs:
             cap = self.max_train_rows
+            params = self.estimator_params
+            if not params and self.estimator == DEFAULT_ESTIMATOR:
+                params = LEVEL_ESTIMATOR_PARAMS
             subs[field] = FeatureModel(
-                n_folds=self.n_folds,
+                n_folds=min(self.n_folds, LEVEL_N_FOLDS),
                 estimator=self.estimator,
                 seed=self.seed,
                 fold_by=self.fold_by,
                 calibrate=self.calibrate,
                 max_train_rows=LEVEL_TRAIN_ROWS if cap == MAX_TRAIN_ROWS else cap,
+                estimator_params=params,
+                workers=self.workers,
             )
         return subs[field]
 
@@ -308,6 +322,7 @@ class FeatureModel(ProbabilityModel):
         return {
             "name": self.name,
             "estimator": self.estimator,
+            **({"estimator_params": dict(self.estimator_params)} if self.estimator_params else {}),
             "n_folds": self.n_folds,
             "fold_by": self.fold_by,
             "granularity": self.granularity,
