@@ -571,9 +571,11 @@
               {
                 key: i,
                 title: line,
+                // the counts stay one line each; the standing line after them (where the
+                // review stands, a sentence) wraps rather than hide its interval
                 style: {
                   opacity: i ? 0.75 : 1,
-                  whiteSpace: "nowrap",
+                  whiteSpace: i >= 2 ? "normal" : "nowrap",
                   overflow: "hidden",
                   textOverflow: "ellipsis",
                 },

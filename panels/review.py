@@ -199,6 +199,10 @@ class ReviewPanel(foo.Panel):
             except alc.ALCError as e:
                 message, level, keep_message = f"cannot draw the query: {e}", "error", False
         progress = self._progress(ctx, user)
+        lines = _progress_lines(progress, user)
+        stand = _standing(ctx, field, progress)
+        if stand:
+            lines.append(stand)
         # key by key: what the card was asked to do meanwhile (``review.resync``) stays
         payload = {
             "seq": next(_SEQ),
@@ -206,7 +210,7 @@ class ReviewPanel(foo.Panel):
             "view_key": _view_key(ctx),
             "query": card,
             "classes": card.pop("classes") if card else [],
-            "progress": _progress_lines(progress, user),
+            "progress": lines,
             "counts": progress,
             "message": message,
             "level": level,
@@ -724,6 +728,36 @@ def _one_line(error: str) -> str:
     """The last meaningful line of an error (a traceback's message), to show in the panel."""
     lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "the operation failed"
+
+
+# the standing line of a dataset's queries field, recomputed when the answers or the rounds
+# counted by the progress change: {(dataset, field, view): (key, line)}
+_STANDING: dict = {}
+
+
+def _standing(ctx, field: str, progress: dict) -> str:
+    """The progress card's last line: "The last 50 answers corrected 6; about 2.1%
+    (1.6-2.7%) of the labelled pixels are still to fix" (``review.standing``); empty before
+    any query or where there is nothing to say, and never an error (the card must be
+    drawn)."""
+    t = (progress or {}).get("total") or {}
+    if "error" in (progress or {}) or not t.get("queries"):
+        return ""
+    where = (ctx.dataset.name, field, _view_key(ctx))
+    key = (t.get("answered"), t.get("corrected"), progress.get("latest_round"))
+    kept = _STANDING.get(where)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    from alc_fiftyone.review import standing
+
+    try:
+        line = standing(ctx.view, field)["line"]
+    except Exception:  # noqa: BLE001 (a line of the card: never break the panel)
+        return kept[1] if kept else ""
+    if len(_STANDING) > 64:
+        _STANDING.clear()
+    _STANDING[where] = (key, line)
+    return line
 
 
 def _progress_lines(p: dict, reviewer) -> list[str]:

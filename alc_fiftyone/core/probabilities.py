@@ -558,6 +558,7 @@ class OutOfFoldClassifier:
         self.models_ = []
         if progress is not None:
             progress(0, k, "fitting the model (folds)")
+
         def one(fold: int) -> Any:
             train = [i for i in range(n_images) if k == 1 or folds[i] != fold]
             return self._fit_one(feats, targs, weights, train, fold)

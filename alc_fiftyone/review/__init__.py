@@ -26,6 +26,7 @@ _FACE = {
     "sample_level": "..store.db",
     "patches_source": "..store.db",
     "reviewer_name": ".claims",
+    "standing": ".audit",
     "MAX_REVIEWER_NAME": ".claims",
 }
 
@@ -45,6 +46,7 @@ __all__ = [
     "refresh_label",
     "reviewer_name",
     "sample_level",
+    "standing",
     "view_key",
 ]
 

@@ -167,6 +167,45 @@ def test_estimate_share_is_checked_before_any_work(demo):
     assert not demo.has_field("alc_queries")
 
 
+def test_standing_counts_the_latest_answers_and_gives_the_audits_estimate(demo):
+    """The panel's line (issue 21, point 4): how many of the latest answers (by time)
+    corrected a label, and once the random queries are answered the audit's estimate."""
+    from alc_fiftyone.review import standing
+
+    alc.rank_superpixels(demo, "pseudo", budget=12, estimate_share=0.5)
+    before = standing(demo)
+    assert before["answered"] == 0 and before["error_rate"] is None
+    assert before["line"] == "The error left is estimated once its random queries are answered"
+    order = []
+    for i in range(12):
+        q = alc.next_query(demo, "ann")
+        if q is None:
+            break
+        # every third answer confirms, the others correct to another class
+        other = next(c for c in q["suggestions"] if c != q["label"]) if i % 3 else None
+        alc.answer(demo, q["id"], other, user="ann")
+        order.append(q["id"])
+        if i == 4:  # five answers: fewer than ``last``, counted as they are
+            mid = standing(demo, last=50)
+            assert mid["last"] == 5 and mid["line"].startswith("5 answers corrected ")
+    assert len(order) == 12
+    status = {d.id: d.status for _, d in _queries(demo, "alc_queries")}
+    st = standing(demo, last=4)
+    want = sum(status[i] == "corrected" for i in order[-4:])
+    assert (st["last"], st["corrected"], st["answered"]) == (4, want, 12)
+    assert st["line"].startswith(f"The last 4 answers corrected {want}; about ")
+    report = alc.audit(demo)
+    assert st["error_rate"] == pytest.approx(report.error_rate["pixels"])
+    e, lo, hi = st["error_rate"]
+    assert f"{100 * e:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}%)" in st["line"]
+    # a view counts its own samples' answers; the estimate stays the ranked collection's
+    one = demo.select(demo.first().id)
+    mine = sum(
+        status[d.id] in ("confirmed", "corrected") for d in one.first().alc_queries.detections
+    )
+    assert standing(one)["answered"] == mine
+
+
 # -- real images: the estimate's interval holds the truth ---------------------------------
 
 

@@ -125,6 +125,27 @@ def test_lgbm_is_the_default_and_deterministic():
         np.testing.assert_array_equal(pa, b.predict_proba(i, x))
 
 
+@pytest.mark.parametrize("estimator", ["lgbm", "et", "hgb"])
+def test_folds_fitted_in_threads_are_the_folds_fitted_one_after_the_other(estimator):
+    groups = _groups(seed=3)
+    one = OutOfFoldClassifier(3, n_folds=5, estimator=estimator, fold_threads=1).fit(groups)
+    two = OutOfFoldClassifier(3, n_folds=5, estimator=estimator, fold_threads=3).fit(groups)
+    for i, (x, _, _) in enumerate(groups):
+        np.testing.assert_array_equal(one.predict_proba(i, x), two.predict_proba(i, x))
+
+
+def test_estimator_params_replace_the_named_estimators_settings():
+    groups = _groups(seed=4)
+    clf = OutOfFoldClassifier(
+        3, n_folds=3, estimator_params={"n_estimators": 7, "learning_rate": 0.3}
+    ).fit(groups)
+    model = clf.models_[0].model
+    assert model.n_estimators == 7 and model.learning_rate == 0.3
+    assert model.booster_.num_trees() == 7 * 3  # 7 rounds of one tree per class
+    plain = OutOfFoldClassifier(3, n_folds=3).fit(groups)
+    assert plain.models_[0].model.n_estimators == 100
+
+
 def test_lgbm_is_as_accurate_as_hgb_out_of_fold():
     groups = _groups(seed=2, n_images=12, rows=60, dim=8, classes=4)
 
@@ -232,3 +253,25 @@ def test_no_gpu_driver_means_torch_is_not_imported_to_ask():
     ).stdout.split()
     if sys.platform.startswith("linux"):
         assert out == ["False", "False"]
+
+
+def test_a_finer_levels_model_is_the_cheaper_fit_of_the_same_classifier():
+    from alc_fiftyone.models.features import (
+        LEVEL_ESTIMATOR_PARAMS,
+        LEVEL_N_FOLDS,
+        LEVEL_TRAIN_ROWS,
+        FeatureModel,
+    )
+
+    top = FeatureModel(workers=1)
+    sub = top.for_level("alc_superpixels_level1")
+    assert sub is top.for_level("alc_superpixels_level1")  # kept: features computed once
+    assert (sub.estimator, sub.n_folds, sub.workers) == ("lgbm", LEVEL_N_FOLDS, 1)
+    assert sub.estimator_params == LEVEL_ESTIMATOR_PARAMS
+    assert sub.max_train_rows == LEVEL_TRAIN_ROWS
+    assert sub.describe()["estimator_params"] == LEVEL_ESTIMATOR_PARAMS
+    # a user's own choices are kept: another classifier, its settings, fewer folds
+    other = FeatureModel(estimator="et", n_folds=2).for_level("f")
+    assert (other.estimator, other.n_folds, other.estimator_params) == ("et", 2, {})
+    mine = FeatureModel(estimator_params={"n_estimators": 20}).for_level("f")
+    assert mine.estimator_params == {"n_estimators": 20}
