@@ -164,6 +164,7 @@ def remaining_total(
     z: float = Z95,
     aux: np.ndarray | None = None,
     stratum_aux=None,
+    combined: bool = False,
 ) -> Estimate:
     """The stratified estimate of the total of ``values`` over the frame regions *not* in the
     sample, with a normal interval.
@@ -189,6 +190,14 @@ def remaining_total(
         (Horvitz-Thompson) estimate ``(N_h - n_h) * mean_h``. The variance is
         ``sum_h N_h**2 (1 - n_h/N_h) s_h**2 / n_h`` of the values (their residuals
         ``y - R_h x`` for the ratio).
+    combined
+        With ``aux``: one ratio for all strata, ``B = Y_st / X_st`` from the stratified
+        estimates of both totals (the combined ratio, Cochran 6.11), and the remaining total
+        ``B * (X_h - x_sampled) + (N_h - n_h) * mean_h(y - B x)`` per stratum (the
+        difference with the auxiliary, corrected by each stratum's mean residual); the
+        variance from the residuals ``y - B x`` as above. Meant for an auxiliary that
+        predicts the value (the acquisition's expected pixels per answer) and may be 0 on
+        whole strata, where the separate ratio has nothing to scale.
 
     Small samples (docs/method.md, "What remains wrong"): a stratum with one answered draw,
     or whose draws are all alike (s_h = 0, e.g. all right), borrows the pooled variance of the
@@ -206,6 +215,14 @@ def remaining_total(
         hi = float(upper) if upper is not None else float("inf")
         return Estimate(float("nan"), float("nan"), 0.0, hi)
     pooled_r = float(values.sum() / x.sum()) if x.sum() > 0 else 0.0
+    if combined and ratio:
+        y_st = x_st = 0.0
+        for h, big_n in enumerate(sizes):
+            mine = strata == h
+            if mine.any():
+                y_st += big_n * float(values[mine].mean())
+                x_st += big_n * float(x[mine].mean())
+        pooled_r = y_st / x_st if x_st > 0 else 0.0
     resid_all = values - pooled_r * x
     pooled_var = float(resid_all.var(ddof=1)) if values.size > 1 else 0.0
     pooled_x = float(x.mean())
@@ -216,28 +233,31 @@ def remaining_total(
         mine = strata == h
         y, xs = values[mine], x[mine]
         n = y.size
-        rest_x = float(big_x[h] - xs.sum())
-        if big_n <= 0 or big_n - n <= 0 or rest_x <= 0:
+        rest_x = max(float(big_x[h] - xs.sum()), 0.0)
+        if big_n <= 0 or big_n - n <= 0 or (rest_x <= 0 and not combined):
             continue
         left += rest_x
-        scale = (xs.mean() / pooled_x) ** 2 if (ratio and n and pooled_x > 0) else 1.0
+        scaled = ratio and not combined and pooled_x > 0  # residuals grow with the size
+        scale = (xs.mean() / pooled_x) ** 2 if (scaled and n) else 1.0
         if n == 0:
             total += rest_x * pooled_r
-            like = (big_x[h] / big_n / pooled_x) ** 2 if ratio and pooled_x > 0 else 1.0
+            like = (big_x[h] / big_n / pooled_x) ** 2 if scaled else 1.0
             var += big_n**2 * pooled_var * like  # as if one draw: wide on purpose
             continue
-        r_h = float(y.sum() / xs.sum()) if xs.sum() > 0 else pooled_r
+        r_h = pooled_r if combined else (float(y.sum() / xs.sum()) if xs.sum() > 0 else pooled_r)
         d = y - r_h * xs
         s2 = float(d.var(ddof=1)) if n > 1 else 0.0
         if s2 <= 0:
             s2 = pooled_var * scale
-        total += rest_x * r_h
+        total += rest_x * r_h + ((big_n - n) * float(d.mean()) if combined else 0.0)
         var += big_n**2 * (1.0 - n / big_n) * s2 / n
     se = float(np.sqrt(var))
     low = max(0.0, total - z * se)
     high = total + z * se
     if not (values > 0).any():  # nothing found: the rule of three (Hanley & Lippman-Hand 1983)
-        high = max(high, 3.0 / values.size * left)
+        # (of what is left; with a combined auxiliary of other units, of the bound given)
+        rest = float(upper) if combined and upper is not None else left
+        high = max(high, 3.0 / values.size * rest)
     if upper is not None:
         high = min(high, float(upper))
         total = min(total, float(upper))

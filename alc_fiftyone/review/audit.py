@@ -77,6 +77,7 @@ class AuditReport:
     hit_rate: pd.DataFrame
     counts: dict
     sample: dict | None = None  # the random sample's record (frame, strata)
+    auxiliary: str = "pixels"  # what the pixel estimate is a ratio to (audit's ``auxiliary``)
     notes: list[str] = field(default_factory=list)
     samples: object = field(default=None, repr=False)  # the collection audited (pictures)
 
@@ -93,6 +94,7 @@ class AuditReport:
             "by_class": self.by_class,
             "counts": self.counts,
             "sample": self.sample,
+            "auxiliary": self.auxiliary,
             "notes": self.notes,
         }
 
@@ -131,6 +133,7 @@ def audit(
     label_field: str | None = None,
     queries_field: str | None = None,
     revised_field: str | None = None,
+    auxiliary: str | None = None,
 ) -> AuditReport:
     """The error rate still in the labels, with a 95% interval, and the errata of a review.
 
@@ -146,6 +149,12 @@ def audit(
         pass ``"alc_sim_queries"`` for a simulation's).
     revised_field
         The corrected labels (default: the one the queries' rounds wrote).
+    auxiliary
+        What the estimate of the pixels still wrong is a ratio to, known for every region
+        of the frame: ``"pixels"`` (each stratum's ratio of changed pixels to region
+        pixels) or ``"score"`` (the combined ratio to the acquisition's score; sim's score
+        is the pixels it expects an answer to fix). Default :data:`AUXILIARY`, chosen by
+        measurement (BENCHMARKS.md, "Audit quality").
 
     Returns
     -------
@@ -158,6 +167,7 @@ def audit(
     """
     import pandas as pd
 
+    auxiliary = _check_auxiliary(auxiliary)
     samples = db.patches_source(samples)
     dataset = db.dataset_of(samples)
     db.reload_dataset(dataset)
@@ -195,6 +205,7 @@ def audit(
                     "class_before": d.label,
                     "pixels": changed,
                     "size": int(attr(d, "num_pixels") or 0),
+                    "score": float(attr(d, "score") or 0.0),
                     "corrected": status == "corrected",
                 }
             )
@@ -232,6 +243,7 @@ def audit(
             "class_before",
             "pixels",
             "size",
+            "score",
             "corrected",
         ],
     )
@@ -257,6 +269,7 @@ def audit(
         corrections=corrections,
         hit_rate=hit,
         counts=counts,
+        auxiliary=auxiliary,
     )
     sampled = [r for r in rounds if r.get("estimate")]
     if not sampled:
@@ -273,8 +286,21 @@ def audit(
             "answers of later rounds are not reflected (the estimate then counts errors "
             "they fixed as still there)"
         )
-    _estimate(report, hit, rec, changed_pixels)
+    _estimate(report, hit, rec, changed_pixels, auxiliary)
     return report
+
+
+#: what the estimate of the pixels still wrong is a ratio to (:func:`audit`'s ``auxiliary``)
+AUXILIARY = "pixels"
+AUXILIARIES = ("pixels", "score")
+
+
+def _check_auxiliary(auxiliary) -> str:
+    if auxiliary is None:
+        return AUXILIARY
+    if auxiliary not in AUXILIARIES:
+        raise ValueError(f"auxiliary must be one of {', '.join(AUXILIARIES)}, got {auxiliary!r}")
+    return auxiliary
 
 
 #: the answers the panel's standing line looks back on (:func:`standing`)
@@ -346,13 +372,14 @@ def standing(
                     "stratum": "$q.stratum",
                     "pixels": {"$ifNull": ["$q.pixels_changed", 0]},
                     "size": {"$ifNull": ["$q.num_pixels", 0]},
+                    "score": {"$ifNull": ["$q.score", 0.0]},
                     "corrected": {"$eq": ["$q.status", "corrected"]},
                     "at": "$q.answered_at",
                 }
             },
         ],
     )
-    cols = ["round", "purpose", "stratum", "pixels", "size", "corrected", "at"]
+    cols = ["round", "purpose", "stratum", "pixels", "size", "score", "corrected", "at"]
     hit = pd.DataFrame(rows, columns=cols)
     out["answered"] = len(hit)
     if len(hit):
@@ -369,7 +396,7 @@ def standing(
         rec = sampled[-1]
         est = rec["estimate"]
         labelled = float(est.get("labelled_pixels") or 0)
-        _, pixels, _, _ = _remaining(hit, rec)
+        _, pixels, _, _ = _remaining(hit, rec, AUXILIARY)
         if pixels is not None and labelled > 0:
             e, lo, hi = pixels.scaled(labelled)
             out["error_rate"], out["round"] = (e, lo, hi), rec["round"]
@@ -399,7 +426,7 @@ def _sort_time(value) -> float:
     return 0.0
 
 
-def _remaining(hit, rec: dict):
+def _remaining(hit, rec: dict, auxiliary: str = "pixels"):
     """The estimates of round ``rec``'s frame from its answered random queries in ``hit``:
     ``(answered random queries, pixels Estimate, regions Estimate, ratio arguments)``, the
     estimates None when none is answered."""
@@ -412,19 +439,30 @@ def _remaining(hit, rec: dict):
     h = mine["stratum"].to_numpy(dtype=np.int64)
     pix = mine["pixels"].to_numpy(dtype=np.float64)
     wrong = (pix > 0).astype(np.float64)
-    size = mine["size"].to_numpy(dtype=np.float64)
-    stratum_pixels = np.array([s["pixels"] for s in strata], dtype=np.float64)
-    ratio = {"aux": size, "stratum_aux": stratum_pixels}
+    if auxiliary == "score" and all("score_total" in s for s in strata):
+        # the acquisition's score (sim: the pixels it expects an answer to fix) predicts
+        # what an answer changes: the combined ratio to it (docs/method.md, "What remains
+        # wrong"); rounds recorded before the score totals fall back to the pixels
+        ratio = {
+            "aux": mine["score"].to_numpy(dtype=np.float64),
+            "stratum_aux": np.array([s["score_total"] for s in strata], dtype=np.float64),
+            "combined": True,
+        }
+    else:
+        ratio = {
+            "aux": mine["size"].to_numpy(dtype=np.float64),
+            "stratum_aux": np.array([s["pixels"] for s in strata], dtype=np.float64),
+        }
     pixels = remaining_total(sizes, h, pix, upper=float(est["frame_pixels"]), **ratio)
     regions = remaining_total(sizes, h, wrong, upper=float(est["frame_regions"]))
     return mine, pixels, regions, ratio
 
 
-def _estimate(report: AuditReport, hit, rec: dict, changed_pixels: int) -> None:
+def _estimate(report: AuditReport, hit, rec: dict, changed_pixels: int, auxiliary) -> None:
     est = rec["estimate"]
     strata = est["strata"]
     sizes = np.array([s["regions"] for s in strata], dtype=np.int64)
-    mine, pixels, regions, ratio = _remaining(hit, rec)
+    mine, pixels, regions, ratio = _remaining(hit, rec, auxiliary)
     report.counts["estimate_drawn"] = int(est["num_queries"])
     report.counts["estimate_answered"] = len(mine)
     if len(mine) < est["num_queries"]:
@@ -548,7 +586,13 @@ def render_html(report: AuditReport) -> str:
             f"<td>{_fmt(report.error_rate_before['regions'])}</td></tr></table>"
             "<p>Share of the labelled pixels (and of the regions of the frame) that an answer "
             "would still change, estimated from the random queries of round "
-            f"{report.round} (stratified by score), with 95% intervals.</p>"
+            f"{report.round} (stratified by score; the pixels by the "
+            + (
+                "combined ratio to the ranking's score"
+                if report.auxiliary == "score"
+                else "ratio to the regions' pixels in each stratum"
+            )
+            + "), with 95% intervals.</p>"
         )
         if report.by_class:
             parts.append("<h3>By class (labels now)</h3><table id='by-class'>")

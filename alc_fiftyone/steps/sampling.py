@@ -78,6 +78,7 @@ def draw_estimate(plan, ranked: list, frames: list, seed: int) -> tuple[list, di
                 "regions": int(members.sum()),
                 "drawn": int((strata == h).sum()),
                 "pixels": int(sizes[members].sum()),
+                "score_total": float(scores[members].sum()),
                 "score_min": float(scores[members].min()),
                 "score_max": float(scores[members].max()),
             }
