@@ -289,6 +289,7 @@ def cmd_audit(args, bar) -> None:
             label_field=args.label_field,
             queries_field=args.queries_field,
             revised_field=args.revised_field,
+            auxiliary=args.auxiliary,
         ),
     )
     bar.close()
@@ -526,6 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--label-field", metavar="F", help="the labels under review (default: ranked)")
     p.add_argument("--revised-field", metavar="F", help="the corrected labels (default: ranked)")
+    p.add_argument(
+        "--auxiliary",
+        choices=("score", "pixels"),
+        help="what the pixels still wrong are a ratio to: the ranking's score (default) or "
+        "each stratum's region pixels",
+    )
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("evaluate", help="per-class IoU of a label field against ground truth")

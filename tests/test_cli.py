@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -251,6 +252,14 @@ def test_audit_command_writes_the_report(demo, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "pixels still wrong now" in text and str(out) in text
     assert "<h1>Label audit" in out.read_text() and js.is_file()
+    assert json.loads(js.read_text())["auxiliary"] == "score"
+    argv += ["--queries-field", "alc_sim_queries", "--auxiliary", "pixels"]
+    assert main(argv) == 0
+    assert json.loads(js.read_text())["auxiliary"] == "pixels"
+    with pytest.raises(SystemExit) as info:  # argparse's choices: exit 2, the choices named
+        main([*argv[:-1], "size"])
+    assert info.value.code == 2
+    assert "invalid choice: 'size'" in capsys.readouterr().err
 
 
 def test_audit_of_an_unknown_dataset_names_it(unique_name, tmp_path, capsys):

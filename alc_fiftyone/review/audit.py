@@ -77,7 +77,7 @@ class AuditReport:
     hit_rate: pd.DataFrame
     counts: dict
     sample: dict | None = None  # the random sample's record (frame, strata)
-    auxiliary: str = "pixels"  # what the pixel estimate is a ratio to (audit's ``auxiliary``)
+    auxiliary: str = "score"  # what the pixel estimate is a ratio to (audit's ``auxiliary``)
     notes: list[str] = field(default_factory=list)
     samples: object = field(default=None, repr=False)  # the collection audited (pictures)
 
@@ -291,7 +291,7 @@ def audit(
 
 
 #: what the estimate of the pixels still wrong is a ratio to (:func:`audit`'s ``auxiliary``)
-AUXILIARY = "pixels"
+AUXILIARY = "score"
 AUXILIARIES = ("pixels", "score")
 
 
@@ -426,7 +426,7 @@ def _sort_time(value) -> float:
     return 0.0
 
 
-def _remaining(hit, rec: dict, auxiliary: str = "pixels"):
+def _remaining(hit, rec: dict, auxiliary: str = AUXILIARY):
     """The estimates of round ``rec``'s frame from its answered random queries in ``hit``:
     ``(answered random queries, pixels Estimate, regions Estimate, ratio arguments)``, the
     estimates None when none is answered."""

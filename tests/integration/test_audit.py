@@ -118,17 +118,19 @@ def test_audit_on_a_simulation_lists_every_correction_and_writes_reports(demo, t
     assert data["error_rate"]["pixels"][0] == pytest.approx(report.error_rate["pixels"][0])
     truth = remaining_errors(demo, "ground_truth", SIM_Q)
     assert truth["round"] == 2 and truth["frame_regions"] > 0
-    # the other auxiliary: the combined ratio to the ranking's score, from the same answers
+    # the default: the combined ratio to the ranking's score (each stratum records its
+    # score total); the other auxiliary, each stratum's ratio to the pixels, from the same
+    # answers: another estimate of the pixels, the same of the regions
     rec = [r for r in demo.info["alc"]["rounds"] if r["queries_field"] == SIM_Q][-1]
     assert all(st["score_total"] >= 0 for st in rec["estimate"]["strata"])
-    by_score = alc.audit(demo, "pseudo", queries_field=SIM_Q, auxiliary="score")
-    e2, lo2, hi2 = by_score.error_rate["pixels"]
-    assert 0 <= lo2 <= e2 <= hi2 <= 1 and by_score.auxiliary == "score"
-    assert by_score.error_rate["regions"] == pytest.approx(report.error_rate["regions"])
-    assert (
-        "combined ratio to the ranking's score"
-        in Path(by_score.to_html(tmp_path / "s.html")).read_text()
-    )
+    assert report.auxiliary == "score" and "combined ratio to the ranking's score" in text
+    by_pixels = alc.audit(demo, "pseudo", queries_field=SIM_Q, auxiliary="pixels")
+    e2, lo2, hi2 = by_pixels.error_rate["pixels"]
+    assert 0 <= lo2 <= e2 <= hi2 <= 1 and by_pixels.auxiliary == "pixels"
+    assert (e2, lo2, hi2) != pytest.approx(report.error_rate["pixels"])
+    assert by_pixels.error_rate["regions"] == pytest.approx(report.error_rate["regions"])
+    html = Path(by_pixels.to_html(tmp_path / "s.html")).read_text()
+    assert "ratio to the regions' pixels" in html
     with pytest.raises(ValueError, match="auxiliary must be one of pixels, score"):
         alc.audit(demo, "pseudo", queries_field=SIM_Q, auxiliary="size")
 
