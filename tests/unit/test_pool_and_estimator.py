@@ -258,7 +258,6 @@ def test_no_gpu_driver_means_torch_is_not_imported_to_ask():
 def test_a_finer_levels_model_is_the_cheaper_fit_of_the_same_classifier():
     from alc_fiftyone.models.features import (
         LEVEL_ESTIMATOR_PARAMS,
-        LEVEL_N_FOLDS,
         LEVEL_TRAIN_ROWS,
         FeatureModel,
     )
@@ -266,11 +265,11 @@ def test_a_finer_levels_model_is_the_cheaper_fit_of_the_same_classifier():
     top = FeatureModel(workers=1)
     sub = top.for_level("alc_superpixels_level1")
     assert sub is top.for_level("alc_superpixels_level1")  # kept: features computed once
-    assert (sub.estimator, sub.n_folds, sub.workers) == ("lgbm", LEVEL_N_FOLDS, 1)
+    assert (sub.estimator, sub.n_folds, sub.workers) == ("lgbm", top.n_folds, 1)
     assert sub.estimator_params == LEVEL_ESTIMATOR_PARAMS
     assert sub.max_train_rows == LEVEL_TRAIN_ROWS
     assert sub.describe()["estimator_params"] == LEVEL_ESTIMATOR_PARAMS
-    # a user's own choices are kept: another classifier, its settings, fewer folds
+    # a user's own choices are kept: another classifier, its settings, its folds
     other = FeatureModel(estimator="et", n_folds=2).for_level("f")
     assert (other.estimator, other.n_folds, other.estimator_params) == ("et", 2, {})
     mine = FeatureModel(estimator_params={"n_estimators": 20}).for_level("f")
