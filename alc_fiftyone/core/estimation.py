@@ -252,6 +252,7 @@ def remaining_total(
         total += rest_x * r_h + ((big_n - n) * float(d.mean()) if combined else 0.0)
         var += big_n**2 * (1.0 - n / big_n) * s2 / n
     se = float(np.sqrt(var))
+    total = max(total, 0.0)  # (the combined ratio's residual term can take it below 0)
     low = max(0.0, total - z * se)
     high = total + z * se
     if not (values > 0).any():  # nothing found: the rule of three (Hanley & Lippman-Hand 1983)

@@ -358,12 +358,24 @@ def standing(
     if not samples.has_field(queries_field):
         return out
     q = f"${queries_field}.detections"
+    answered = list(ANSWERED)
     rows = db.aggregate(
         samples,
         [
-            {"$project": {"q": q}},
+            # only the samples holding an answer (the status is indexed), only their answers
+            {"$match": {f"{queries_field}.detections.status": {"$in": answered}}},
+            {
+                "$project": {
+                    "q": {
+                        "$filter": {
+                            "input": q,
+                            "as": "d",
+                            "cond": {"$in": ["$$d.status", answered]},
+                        }
+                    }
+                }
+            },
             {"$unwind": "$q"},
-            {"$match": {"q.status": {"$in": list(ANSWERED)}}},
             {
                 "$project": {
                     "_id": 0,
