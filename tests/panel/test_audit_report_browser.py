@@ -21,11 +21,13 @@ from app_browser import (  # noqa: F401 (fixtures)
     open_review,
     panel_text,
     queries,
+    rank_of,
     wait_for,
 )
 
 import alc_fiftyone as alc
 from alc_fiftyone.review import standing
+from alc_fiftyone.review.answers import attr
 
 pytestmark = pytest.mark.browser
 
@@ -73,7 +75,11 @@ def test_the_panel_says_where_the_reviewer_stands(
         page.screenshot(path=str(artifacts / "standing-0.png"))
         # the keys first, as a reviewer does: 1 (the first suggestion) and Enter (confirm)
         for i in range(8):
+            # the next query is claimed before the card shows it: a key pressed in between
+            # answers the card's old query (refused, "already answered"), so wait for it
             wait_for(lambda: len(by_status(ds, "claimed")) == 1, page)
+            held = by_status(ds, "claimed")[0]
+            wait_for(lambda held=held: rank_of(page) == attr(held, "rank"), page)
             page.keyboard.press("1" if i % 2 else "Enter")
             done = i + 1
             wait_for(
