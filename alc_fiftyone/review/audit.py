@@ -173,11 +173,7 @@ def audit(
     db.reload_dataset(dataset)
     if queries_field is None:
         queries_field = queries_field_of(dataset)
-    rounds = [
-        r
-        for r in (alc_info(dataset).get("rounds") or [])
-        if r.get("queries_field") == queries_field
-    ]
+    rounds = _rounds_of(dataset, queries_field)
     if not samples.has_field(queries_field) or not rounds:
         raise ALCError(
             f"dataset {dataset.name!r} has no ranking rounds in {queries_field!r}: nothing to "
@@ -341,11 +337,7 @@ def standing(
     dataset = db.dataset_of(samples)
     if queries_field is None:
         queries_field = queries_field_of(dataset)
-    rounds = [
-        r
-        for r in (alc_info(dataset).get("rounds") or [])
-        if r.get("queries_field") == queries_field
-    ]
+    rounds = _rounds_of(dataset, queries_field)
     out = {
         "last": 0,
         "corrected": 0,
@@ -426,6 +418,15 @@ def standing(
     return out
 
 
+def _rounds_of(dataset, queries_field: str) -> list[dict]:
+    """The ranking rounds recorded for ``queries_field``, oldest first."""
+    return [
+        r
+        for r in (alc_info(dataset).get("rounds") or [])
+        if r.get("queries_field") == queries_field
+    ]
+
+
 def _sort_time(value) -> float:
     """A sort key of an ``answered_at`` (datetime or ISO text; missing first)."""
     if isinstance(value, datetime):
@@ -440,17 +441,17 @@ def _sort_time(value) -> float:
 
 def _remaining(hit, rec: dict, auxiliary: str = AUXILIARY):
     """The estimates of round ``rec``'s frame from its answered random queries in ``hit``:
-    ``(answered random queries, pixels Estimate, regions Estimate, ratio arguments)``, the
-    estimates None when none is answered."""
+    ``(answered random queries, pixels Estimate, regions Estimate, of)``, the estimates None
+    when none is answered; ``of(values, upper)`` estimates another value of those queries
+    (a class's pixels) with the same strata and auxiliary."""
     est = rec["estimate"]
     strata = est["strata"]
     sizes = np.array([s["regions"] for s in strata], dtype=np.int64)
     mine = hit[(hit["purpose"] == "estimate") & (hit["round"] == rec["round"])]
     if len(mine) == 0:
-        return mine, None, None, {}
+        return mine, None, None, None
     h = mine["stratum"].to_numpy(dtype=np.int64)
     pix = mine["pixels"].to_numpy(dtype=np.float64)
-    wrong = (pix > 0).astype(np.float64)
     if auxiliary == "score" and all("score_total" in s for s in strata):
         # the acquisition's score (sim: the pixels it expects an answer to fix) predicts
         # what an answer changes: the combined ratio to it (docs/method.md, "What remains
@@ -465,16 +466,19 @@ def _remaining(hit, rec: dict, auxiliary: str = AUXILIARY):
             "aux": mine["size"].to_numpy(dtype=np.float64),
             "stratum_aux": np.array([s["pixels"] for s in strata], dtype=np.float64),
         }
-    pixels = remaining_total(sizes, h, pix, upper=float(est["frame_pixels"]), **ratio)
+
+    def of(values: np.ndarray, upper: float):
+        return remaining_total(sizes, h, values, upper=upper, **ratio)
+
+    pixels = of(pix, float(est["frame_pixels"]))
+    wrong = (pix > 0).astype(np.float64)
     regions = remaining_total(sizes, h, wrong, upper=float(est["frame_regions"]))
-    return mine, pixels, regions, ratio
+    return mine, pixels, regions, of
 
 
 def _estimate(report: AuditReport, hit, rec: dict, changed_pixels: int, auxiliary) -> None:
     est = rec["estimate"]
-    strata = est["strata"]
-    sizes = np.array([s["regions"] for s in strata], dtype=np.int64)
-    mine, pixels, regions, ratio = _remaining(hit, rec, auxiliary)
+    mine, pixels, regions, of = _remaining(hit, rec, auxiliary)
     report.counts["estimate_drawn"] = int(est["num_queries"])
     report.counts["estimate_answered"] = len(mine)
     if len(mine) < est["num_queries"]:
@@ -485,7 +489,6 @@ def _estimate(report: AuditReport, hit, rec: dict, changed_pixels: int, auxiliar
     if pixels is None:
         report.notes.append("no random query is answered yet: no estimate")
         return
-    h = mine["stratum"].to_numpy(dtype=np.int64)
     pix = mine["pixels"].to_numpy(dtype=np.float64)
     labelled = float(est.get("labelled_pixels") or 0)
     frame_regions = float(est["frame_regions"])
@@ -502,7 +505,7 @@ def _estimate(report: AuditReport, hit, rec: dict, changed_pixels: int, auxiliar
     for name, n in (est.get("labelled_pixels_by_class") or {}).items():
         ys = np.where(mine["class_before"].to_numpy() == name, pix, 0.0)
         # at most every pixel of the class (the rule of three is of the whole frame)
-        by_class[name] = remaining_total(sizes, h, ys, upper=float(n), **ratio).scaled(float(n))
+        by_class[name] = of(ys, float(n)).scaled(float(n))
     report.by_class = by_class
 
 
