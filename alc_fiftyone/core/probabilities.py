@@ -566,9 +566,8 @@ class OutOfFoldClassifier:
         # the folds are independent: fitted side by side in threads (LightGBM and the
         # scikit-learn trees release the GIL while they train), each model on one thread, so
         # the models are the same as one after the other
-        threads = 1 if self.estimator == "logreg" else self.fold_threads
         with self._threads():
-            for fold, model in enumerate(thread_map(one, range(k), threads, ahead=1)):
+            for fold, model in enumerate(thread_map(one, range(k), self.fold_threads, ahead=1)):
                 self.models_.append(model)
                 if progress is not None:
                     progress(fold + 1, k, "fitting the model (folds)")

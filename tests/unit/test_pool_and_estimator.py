@@ -125,7 +125,7 @@ def test_lgbm_is_the_default_and_deterministic():
         np.testing.assert_array_equal(pa, b.predict_proba(i, x))
 
 
-@pytest.mark.parametrize("estimator", ["lgbm", "et", "hgb"])
+@pytest.mark.parametrize("estimator", ["lgbm", "et", "hgb", "logreg"])
 def test_folds_fitted_in_threads_are_the_folds_fitted_one_after_the_other(estimator):
     groups = _groups(seed=3)
     one = OutOfFoldClassifier(3, n_folds=5, estimator=estimator, fold_threads=1).fit(groups)
